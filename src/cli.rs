@@ -1,0 +1,95 @@
+//! The command-line grammar and dispatch to `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::context::Ctx;
+use crate::error::Result;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinfra",
+    version,
+    about = "Numbered, isolated copies of a Docker Compose stack, one per git worktree",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Config file to use instead of `kinfra.toml` at the repository root.
+    #[arg(long, global = true, env = "KINFRA_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Say more about what is being run.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sandboxes: parallel copies in their own git worktrees (slots 1..N).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// local-prod: the singleton production-like instance on the standard ports (slot 0).
+    #[command(subcommand, name = "local-prod")]
+    LocalProd(LocalProdCommand),
+    /// Show the port map.
+    Ports(commands::ports::Args),
+    /// Print this instance's environment, shell-sourceable.
+    Env(commands::env::Args),
+    /// Print this instance's URLs.
+    Url(commands::url::Args),
+    /// Print a shell completion script.
+    Completions(commands::completions::Args),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Create a sandbox: a new git worktree next to the repository, with its own slot.
+    Create(commands::sandbox_create::Args),
+    /// Make the current checkout a sandbox.
+    Init(commands::sandbox_init::Args),
+    /// Stop and remove a sandbox (its worktree only if clean, or rescued with --force).
+    Destroy(commands::sandbox_destroy::Args),
+    /// List registered instances.
+    List(commands::list::Args),
+    /// Create the shared data directories, optionally copying them from a checkout.
+    InitShared(commands::init_shared::Args),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalProdCommand {
+    /// Create local-prod: an independent clone next to the repository, on slot 0.
+    Create(commands::local_prod_create::Args),
+    /// Make the current clone local-prod.
+    Init(commands::local_prod_init::Args),
+    /// Stop and unregister the registered local-prod (never the current directory).
+    Destroy(commands::local_prod_destroy::Args),
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    crate::output::set_verbose(cli.verbose);
+    if let Command::Completions(args) = &cli.command {
+        return commands::completions::run(args);
+    }
+    let ctx = Ctx::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Sandbox(cmd) => match cmd {
+            SandboxCommand::Create(a) => commands::sandbox_create::run(&ctx, &a),
+            SandboxCommand::Init(a) => commands::sandbox_init::run(&ctx, &a),
+            SandboxCommand::Destroy(a) => commands::sandbox_destroy::run(&ctx, &a),
+            SandboxCommand::List(a) => commands::list::run(&ctx, &a),
+            SandboxCommand::InitShared(a) => commands::init_shared::run(&ctx, &a),
+        },
+        Command::LocalProd(cmd) => match cmd {
+            LocalProdCommand::Create(a) => commands::local_prod_create::run(&ctx, &a),
+            LocalProdCommand::Init(a) => commands::local_prod_init::run(&ctx, &a),
+            LocalProdCommand::Destroy(a) => commands::local_prod_destroy::run(&ctx, &a),
+        },
+        Command::Ports(a) => commands::ports::run(&ctx, &a),
+        Command::Env(a) => commands::env::run(&ctx, &a),
+        Command::Url(a) => commands::url::run(&ctx, &a),
+        Command::Completions(_) => Ok(0),
+    }
+}

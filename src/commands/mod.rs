@@ -1,0 +1,177 @@
+//! One file per command: its clap arguments beside its handler. Helpers shared by
+//! several commands live here.
+
+pub mod completions;
+pub mod env;
+pub mod init_shared;
+pub mod list;
+pub mod local_prod_create;
+pub mod local_prod_destroy;
+pub mod local_prod_init;
+pub mod ports;
+pub mod sandbox_create;
+pub mod sandbox_destroy;
+pub mod sandbox_init;
+pub mod url;
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::docker;
+use crate::envfile;
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::output;
+use crate::preflight;
+use crate::registry::Registry;
+
+/// A `--slot` value checked against 1..=count.
+pub fn sandbox_slot(value: i64, config: &Config) -> Result<u32> {
+    let count = config.slot_count;
+    if value == 0 {
+        return Err(Error::failure(
+            "slot 0 is reserved for local-prod; sandboxes use slots 1..=".to_string()
+                + &count.to_string(),
+        )
+        .hint("use `kinfra local-prod create` for slot 0, or pick another slot"));
+    }
+    u32::try_from(value)
+        .ok()
+        .filter(|s| (1..=count).contains(s))
+        .ok_or_else(|| {
+            Error::failure(format!(
+                "slot {value} is invalid; sandboxes use slots 1..={count}"
+            ))
+            .hint("omit --slot to take the lowest free slot")
+        })
+}
+
+/// Pick the requested slot if free, else the lowest free one.
+pub fn allocate_slot(registry: &Registry, config: &Config, wanted: Option<u32>) -> Result<u32> {
+    match wanted {
+        Some(slot) => match registry.slot_holder(slot) {
+            Some(holder) => Err(Error::failure(format!(
+                "slot {slot} is in use by `{}` at `{}`",
+                holder.instance_id, holder.path
+            ))
+            .hint("omit --slot to take the lowest free slot, or destroy that sandbox first")),
+            None => Ok(slot),
+        },
+        None => registry.free_slot(config.slot_count).ok_or_else(|| {
+            let holders: Vec<String> = (1..=config.slot_count)
+                .filter_map(|s| {
+                    registry
+                        .slot_holder(s)
+                        .map(|e| format!("{s}: {}", e.instance_id))
+                })
+                .collect();
+            Error::failure(format!(
+                "all {} sandbox slots are in use ({})",
+                config.slot_count,
+                holders.join(", ")
+            ))
+            .hint("destroy a sandbox you no longer need (`kinfra sandbox destroy NAME`)")
+        }),
+    }
+}
+
+/// Refuse when any port of `slot` is already in use.
+pub fn check_ports_free(config: &Config, slot: u32, code: u8) -> Result<()> {
+    let ports = config
+        .ports
+        .for_slot(slot)
+        .map_err(|e| Error::failure(e.to_string()))?;
+    let busy = preflight::busy(&ports);
+    if busy.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = busy
+        .iter()
+        .map(|p| format!("{} ({})", p.port, p.key))
+        .collect();
+    Err(Error::failure(format!(
+        "port conflict on slot {slot}: {} already in use",
+        list.join(", ")
+    ))
+    .with_code(code)
+    .hint("stop whatever listens there (`ss -ltnp` shows it), or choose another slot with --slot"))
+}
+
+/// Refuse when Docker still holds containers or volumes of `project` (a new instance
+/// must not inherit an old one's database volume). Docker being down only warns here:
+/// nothing can be started without it anyway.
+pub fn check_no_leftovers(project: &str) -> Result<()> {
+    match docker::project_resources(project) {
+        Ok(res) if res.containers.is_empty() && res.volumes.is_empty() => Ok(()),
+        Ok(res) => Err(Error::failure(format!(
+            "Docker still holds {} of an earlier `{project}`",
+            res.summary()
+        ))
+        .hint(cleanup_command(project, &res))),
+        Err(e) => {
+            output::warn(&format!(
+                "could not check Docker for leftovers of `{project}`: {e}"
+            ));
+            Ok(())
+        }
+    }
+}
+
+fn cleanup_command(project: &str, res: &docker::ProjectResources) -> String {
+    let mut parts = Vec::new();
+    if !res.containers.is_empty() {
+        parts.push(format!("docker rm -f {}", res.containers.join(" ")));
+    }
+    if !res.volumes.is_empty() {
+        parts.push(format!("docker volume rm {}", res.volumes.join(" ")));
+    }
+    format!(
+        "if that data is no longer needed, remove it with `{}`; its label is {}={project}",
+        parts.join(" && "),
+        docker::PROJECT_LABEL
+    )
+}
+
+/// Copy the configured files (e.g. an example settings file) into a new checkout when
+/// the target is missing.
+pub fn copy_files(config: &Config, root: &Path) {
+    for f in &config.copy_files {
+        let (from, to) = (root.join(&f.from), root.join(&f.to));
+        if from.is_file() && !to.exists() {
+            let copied = to
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::copy(&from, &to).map(|_| ()));
+            if let Err(e) = copied {
+                output::warn(&format!("could not copy `{}` to `{}`: {e}", f.from, f.to));
+            }
+        }
+    }
+}
+
+/// Write the env file of a new instance.
+pub fn write_env_file(
+    config: &Config,
+    root: &Path,
+    instance_id: &str,
+    slot: u32,
+    created_at: &str,
+) -> Result<()> {
+    let vars = layout::env_vars(config, instance_id, slot, created_at)
+        .map_err(|e| Error::failure(e.to_string()))?;
+    let path = root.join(&config.env_file);
+    envfile::save(&path, &vars)
+        .map_err(|e| Error::failure(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// The human summary printed after create/init.
+pub fn print_summary(config: &Config, what: &str, id: &str, root: &Path, slot: u32) {
+    output::done(&format!("{what} `{id}`"));
+    output::note(&format!("  {:<12}{}", "Location:", root.display()));
+    output::note(&format!("  {:<12}{slot}", "Slot:"));
+    if let Ok(ports) = config.ports.for_slot(slot) {
+        for (label, url) in layout::urls(config, &ports) {
+            output::note(&format!("  {:<12}{url}", format!("{label}:")));
+        }
+    }
+}

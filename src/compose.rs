@@ -1,0 +1,179 @@
+//! Docker Compose: `docker compose` (v2) with a fallback to `docker-compose` (v1). Every
+//! call names the project (`-p`) and the file (`-f`, absolute), so compose never guesses
+//! the project from a directory name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::docker::DockerError;
+use crate::process::Cmd;
+
+/// Which compose CLI this machine has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `docker compose`
+    V2,
+    /// `docker-compose`
+    V1,
+}
+
+impl Flavor {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Flavor::V2 => "docker compose (v2)",
+            Flavor::V1 => "docker-compose (v1)",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error(
+        "Docker Compose is not installed (neither `docker compose` nor `docker-compose` works)"
+    )]
+    Missing,
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Detect once per process: v2 if `docker compose version` works, else v1.
+pub fn detect() -> Result<Flavor, ComposeError> {
+    static FLAVOR: OnceLock<Option<Flavor>> = OnceLock::new();
+    let flavor = *FLAVOR.get_or_init(|| {
+        let works = |cmd: Cmd| cmd.output().map(|o| o.success()).unwrap_or(false);
+        if works(Cmd::new("docker").args(["compose", "version"])) {
+            Some(Flavor::V2)
+        } else if works(Cmd::new("docker-compose").arg("version")) {
+            Some(Flavor::V1)
+        } else {
+            None
+        }
+    });
+    let flavor = flavor.ok_or(ComposeError::Missing)?;
+    crate::output::verbose(&format!("using {}", flavor.describe()));
+    Ok(flavor)
+}
+
+/// One compose project: name, file, optional profile, and the child environment
+/// additions (env file, then secrets; later wins over the process environment).
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub file: PathBuf,
+    pub profile: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Project {
+    /// Program and arguments for `compose <sub…>`; global flags come before the
+    /// subcommand (v1 silently ignores `--profile` placed after it).
+    pub fn argv(&self, flavor: Flavor, sub: &[&str]) -> (String, Vec<String>) {
+        let (program, mut args) = match flavor {
+            Flavor::V2 => ("docker".to_string(), vec!["compose".to_string()]),
+            Flavor::V1 => ("docker-compose".to_string(), Vec::new()),
+        };
+        args.extend(["-p".to_string(), self.name.clone()]);
+        args.extend(["-f".to_string(), self.file.display().to_string()]);
+        if let Some(p) = &self.profile {
+            args.extend(["--profile".to_string(), p.clone()]);
+        }
+        args.extend(sub.iter().map(|s| s.to_string()));
+        (program, args)
+    }
+
+    pub fn command(&self, flavor: Flavor, sub: &[&str]) -> Cmd {
+        let (program, args) = self.argv(flavor, sub);
+        let dir = self.file.parent().unwrap_or_else(|| Path::new("/"));
+        let mut cmd = Cmd::new(program).args(args).cwd(dir);
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `down --volumes --remove-orphans`, output captured.
+    pub fn down_volumes(&self) -> Result<(), ComposeError> {
+        let flavor = detect()?;
+        self.command(flavor, &["down", "--volumes", "--remove-orphans"])
+            .run()
+            .map_err(DockerError::from)?;
+        Ok(())
+    }
+}
+
+/// The first configured compose file that exists in `root`.
+pub fn find_file(root: &Path, candidates: &[String]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(|c| root.join(c))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(profile: Option<&str>) -> Project {
+        Project {
+            name: "ktrdr--x".into(),
+            file: PathBuf::from("/w/ktrdr--x/docker-compose.yml"),
+            profile: profile.map(str::to_string),
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn v2_command_line() {
+        let (prog, args) = project(None).argv(Flavor::V2, &["down", "--volumes"]);
+        assert_eq!(prog, "docker");
+        assert_eq!(
+            args,
+            [
+                "compose",
+                "-p",
+                "ktrdr--x",
+                "-f",
+                "/w/ktrdr--x/docker-compose.yml",
+                "down",
+                "--volumes"
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_command_line_puts_profile_before_the_subcommand() {
+        let (prog, args) = project(Some("local-prod")).argv(Flavor::V1, &["up", "-d"]);
+        assert_eq!(prog, "docker-compose");
+        assert_eq!(
+            args,
+            [
+                "-p",
+                "ktrdr--x",
+                "-f",
+                "/w/ktrdr--x/docker-compose.yml",
+                "--profile",
+                "local-prod",
+                "up",
+                "-d"
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_the_first_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["a.yml".to_string(), "b.yml".to_string()];
+        assert_eq!(find_file(dir.path(), &names), None);
+        std::fs::write(dir.path().join("b.yml"), "").unwrap();
+        assert_eq!(
+            find_file(dir.path(), &names),
+            Some(dir.path().join("b.yml"))
+        );
+        std::fs::write(dir.path().join("a.yml"), "").unwrap();
+        assert_eq!(
+            find_file(dir.path(), &names),
+            Some(dir.path().join("a.yml"))
+        );
+    }
+}

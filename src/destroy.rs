@@ -1,0 +1,334 @@
+//! Destroying an instance, safely (SPEC section 6): containers stop before any file is
+//! touched; only a registered linked worktree is ever deleted, and only through
+//! `git worktree remove` from its main repository; uncommitted work is refused, or with
+//! `--force` kept as a rescue commit first; every step can be re-run after a crash.
+
+use std::path::{Path, PathBuf};
+
+use crate::compose::{self, Project};
+use crate::config::Config;
+use crate::docker::{self, ProjectResources};
+use crate::envfile::EnvFile;
+use crate::error::{Error, Result};
+use crate::git::{self, Rescue};
+use crate::output;
+use crate::registry::{self, Entry, canonical};
+use crate::timefmt;
+
+/// What happens to the instance's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// `git worktree remove` from `main` (or `git worktree prune` if already gone).
+    Worktree { main: PathBuf },
+    /// The directory stays; only the env file goes.
+    EnvFileOnly,
+}
+
+/// Everything destroy will do, worked out before anything changes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub entry: Entry,
+    pub is_local_prod: bool,
+    pub path: PathBuf,
+    pub exists: bool,
+    pub removal: Removal,
+    pub env_file: PathBuf,
+    /// What Docker holds for the project, or why that could not be found out.
+    pub docker: std::result::Result<ProjectResources, String>,
+    pub compose: Option<Project>,
+    /// Uncommitted or untracked files that deleting the worktree would lose.
+    pub dirty: Vec<String>,
+}
+
+/// Work out the plan for `entry`. Refuses (before anything changes) to delete anything
+/// that is not provably a linked worktree of its registered main repository.
+pub fn plan(
+    config: &Config,
+    entry: &Entry,
+    is_local_prod: bool,
+    keep_worktree: bool,
+) -> Result<Plan> {
+    let path = PathBuf::from(&entry.path);
+    let exists = std::fs::symlink_metadata(&path).is_ok();
+    let env_file = path.join(&config.env_file);
+    let removal = if is_local_prod || !entry.is_worktree || keep_worktree {
+        Removal::EnvFileOnly
+    } else {
+        let main = entry.parent_repo.as_deref().map(PathBuf::from).ok_or_else(|| {
+            Error::failure(format!(
+                "the registry entry of `{}` is a worktree without `parent_repo`; refusing to delete it",
+                entry.instance_id
+            ))
+            .hint("pass --keep-worktree to unregister it and keep the directory")
+        })?;
+        if exists {
+            check_is_linked_worktree(&path, &main, &entry.instance_id)?;
+        }
+        Removal::Worktree { main }
+    };
+    let dirty = match (&removal, exists) {
+        (Removal::Worktree { .. }, true) => git::uncommitted(&path)?
+            .into_iter()
+            .filter(|f| f != &config.env_file)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let compose = compose::find_file(&path, &config.compose_files).map(|file| Project {
+        name: entry.instance_id.clone(),
+        file,
+        profile: is_local_prod.then(|| config.local_prod_profile.clone()),
+        env: EnvFile::load(&env_file)
+            .map(|e| e.to_map())
+            .unwrap_or_default(),
+    });
+    let docker = docker::project_resources(&entry.instance_id).map_err(|e| e.to_string());
+    Ok(Plan {
+        entry: entry.clone(),
+        is_local_prod,
+        path,
+        exists,
+        removal,
+        env_file,
+        docker,
+        compose,
+        dirty,
+    })
+}
+
+/// The directory must be a real (non-symlink) directory that `git worktree list` of the
+/// registered main repository names, and not the main repository itself.
+fn check_is_linked_worktree(path: &Path, main: &Path, id: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Error::failure(format!("refusing to delete `{}`: {why}", path.display())).hint(format!(
+            "pass --keep-worktree to unregister `{id}` and leave the directory alone"
+        ))
+    };
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse("the registered path is now a symlink".into()));
+    }
+    let here = canonical(path);
+    if here != path {
+        return Err(refuse(format!(
+            "it now resolves to `{}`, not the registered path",
+            here.display()
+        )));
+    }
+    if here == canonical(main) {
+        return Err(refuse("it is the main repository".into()));
+    }
+    let listed = git::worktree_list(main).map_err(|e| {
+        refuse(format!(
+            "cannot list worktrees of `{}`: {e}",
+            main.display()
+        ))
+    })?;
+    if !listed.iter().skip(1).any(|w| canonical(&w.path) == here) {
+        return Err(refuse(format!(
+            "it is not a linked worktree of `{}`",
+            main.display()
+        )));
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Human-readable steps, exactly what `execute` will do.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let kind = if self.is_local_prod {
+            "local-prod"
+        } else {
+            "sandbox"
+        };
+        lines.push(format!(
+            "destroy {kind} `{}` (slot {}) at `{}`",
+            self.entry.instance_id,
+            self.entry.slot,
+            self.path.display()
+        ));
+        match &self.docker {
+            Ok(res) if res.is_empty() => lines.push("  docker: nothing to stop".into()),
+            Ok(res) => {
+                let how = match &self.compose {
+                    Some(p) => format!(
+                        "`compose -p {} down --volumes{}`",
+                        p.name,
+                        p.profile
+                            .as_ref()
+                            .map(|pr| format!(" --profile {pr}"))
+                            .unwrap_or_default()
+                    ),
+                    None => "`docker rm`/`docker volume rm` by project label".into(),
+                };
+                lines.push(format!("  stop and remove {} with {how}", res.summary()));
+                for c in &res.containers {
+                    lines.push(format!("    container {c}"));
+                }
+                for v in &res.volumes {
+                    lines.push(format!("    volume {v}"));
+                }
+                for n in &res.networks {
+                    lines.push(format!("    network {n}"));
+                }
+            }
+            Err(e) => lines.push(format!("  docker: cannot tell what is running ({e})")),
+        }
+        if !self.dirty.is_empty() {
+            lines.push(format!(
+                "  save {} uncommitted file(s) as a rescue commit under refs/kinfra/rescue/{}/",
+                self.dirty.len(),
+                self.entry.instance_id
+            ));
+        }
+        match (&self.removal, self.exists) {
+            (Removal::Worktree { main }, true) => lines.push(format!(
+                "  remove worktree `{}` with `git -C {} worktree remove` (branch kept)",
+                self.path.display(),
+                main.display()
+            )),
+            (Removal::Worktree { main }, false) => lines.push(format!(
+                "  directory already gone; `git -C {} worktree prune`",
+                main.display()
+            )),
+            (Removal::EnvFileOnly, true) => lines.push(format!(
+                "  keep the directory; remove `{}`",
+                self.env_file.display()
+            )),
+            (Removal::EnvFileOnly, false) => lines.push("  directory already gone".into()),
+        }
+        lines.push(format!("  unregister `{}`", self.entry.instance_id));
+        lines
+    }
+
+    /// The refusal for uncommitted work (SPEC 6.5), if any.
+    pub fn dirty_refusal(&self) -> Option<Error> {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let shown: Vec<&str> = self.dirty.iter().take(5).map(String::as_str).collect();
+        let more = if self.dirty.len() > 5 {
+            format!(" and {} more", self.dirty.len() - 5)
+        } else {
+            String::new()
+        };
+        Some(
+            Error::failure(format!(
+                "`{}` has uncommitted changes: {}{more}",
+                self.path.display(),
+                shown.join(", ")
+            ))
+            .hint("commit or stash them; or --force (saves them as a rescue commit first); or --keep-worktree"),
+        )
+    }
+}
+
+/// What destroy did that the user must know about.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub rescue: Option<Rescue>,
+}
+
+/// Carry out `plan`. With `force`, a Docker failure or uncommitted work does not stop
+/// it (the work is rescued first); nothing else is ever bypassed.
+pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
+    if let (false, Some(refusal)) = (force, plan.dirty_refusal()) {
+        return Err(refusal);
+    }
+    // 1. Containers first, before any file is touched.
+    if let Err(e) = stop_containers(plan) {
+        if !force {
+            return Err(e.hint(
+                "nothing was changed; start Docker and retry, or pass --force to destroy without confirming the stop",
+            ));
+        }
+        output::warn(&format!("{}; continuing because of --force", e.message));
+    }
+    // 2. Keep uncommitted work before the worktree goes.
+    let mut outcome = Outcome::default();
+    if let (false, Removal::Worktree { main }) = (plan.dirty.is_empty(), &plan.removal) {
+        let rescue = git::rescue(
+            main,
+            &plan.path,
+            &plan.entry.instance_id,
+            &timefmt::now_compact(),
+            &[config.env_file.as_str()],
+        )?;
+        outcome.rescue = Some(rescue);
+    }
+    // 3. Files.
+    match (&plan.removal, plan.exists) {
+        (Removal::Worktree { main }, true) => git::worktree_remove(main, &plan.path)?,
+        (Removal::Worktree { main }, false) => git::worktree_prune(main)?,
+        (Removal::EnvFileOnly, _) => match std::fs::remove_file(&plan.env_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::failure(format!(
+                    "cannot remove `{}`: {e}",
+                    plan.env_file.display()
+                )));
+            }
+        },
+    }
+    // 4. Registry last, so a crash before here leaves an entry a re-run can finish.
+    let id = plan.entry.instance_id.clone();
+    let is_local_prod = plan.is_local_prod;
+    registry::update(
+        &config.registry_path,
+        &config.registry_lock_path(),
+        |reg| -> Result<()> {
+            if is_local_prod {
+                if reg
+                    .local_prod
+                    .as_ref()
+                    .is_some_and(|lp| lp.instance_id == id)
+                {
+                    reg.local_prod = None;
+                }
+            } else {
+                reg.remove_sandbox(&id);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(outcome)
+}
+
+fn stop_containers(plan: &Plan) -> Result<()> {
+    let id = &plan.entry.instance_id;
+    let unconfirmed = |e: String| {
+        Error::failure(format!(
+            "cannot confirm that `{id}`'s containers are stopped: {e}"
+        ))
+    };
+    let before = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
+    if before.is_empty() {
+        return Ok(());
+    }
+    if let Some(Err(e)) = plan.compose.as_ref().map(Project::down_volumes) {
+        output::warn(&format!(
+            "compose down failed ({e}); removing by label instead"
+        ));
+    }
+    let left = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
+    if !left.is_empty() {
+        docker::remove_resources(&left).map_err(|e| unconfirmed(e.to_string()))?;
+    }
+    let after = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
+    if !after.is_empty() {
+        return Err(unconfirmed(format!("still present: {}", after.summary())));
+    }
+    Ok(())
+}
+
+/// How to get rescued work back.
+pub fn restore_hint(main: &Path, path: &Path, rescue: &Rescue) -> String {
+    use crate::process::shell_quote;
+    format!(
+        "git -C {} worktree add {} {}",
+        shell_quote(&main.display().to_string()),
+        shell_quote(&path.display().to_string()),
+        rescue.refname
+    )
+}

@@ -1,0 +1,159 @@
+//! Hermetic test environment: a temp `HOME`, no global git config, a bare "origin"
+//! whose URL contains the project name, and a main repository cloned from it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+pub struct Env {
+    pub root: tempfile::TempDir,
+    pub home: PathBuf,
+    /// `<root>/dev/ktrdr`, the main repository.
+    pub main: PathBuf,
+}
+
+impl Env {
+    /// A ktrdr-layout main repository at `<tmp>/dev/ktrdr` with one commit on `main`
+    /// and `.env.sandbox` git-ignored.
+    pub fn new() -> Env {
+        Self::with_repo_name("ktrdr")
+    }
+
+    pub fn with_repo_name(name: &str) -> Env {
+        let root = tempfile::tempdir().expect("tempdir");
+        let home = root.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let dev = root.path().join("dev");
+        std::fs::create_dir_all(&dev).unwrap();
+        let origin = root.path().join(format!("origin/{name}.git"));
+        std::fs::create_dir_all(&origin).unwrap();
+        let env = Env {
+            home,
+            main: dev.join(name),
+            root,
+        };
+        env.git(&origin, &["init", "-q", "--bare", "-b", "main"]);
+        env.git(&dev, &["init", "-q", "-b", "main", name]);
+        env.git(&env.main, &["remote", "add", "origin", origin.to_str().unwrap()]);
+        std::fs::write(env.main.join(".gitignore"), ".env.sandbox\n").unwrap();
+        std::fs::write(env.main.join("README.md"), "hello\n").unwrap();
+        env.git(&env.main, &["add", "."]);
+        env.git(&env.main, &["commit", "-q", "-m", "init"]);
+        env
+    }
+
+    pub fn dev(&self) -> PathBuf {
+        self.root.path().join("dev")
+    }
+
+    /// `<dev>/<name>`.
+    pub fn sibling(&self, name: &str) -> PathBuf {
+        self.dev().join(name)
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.home.join(".ktrdr/sandbox/instances.json")
+    }
+
+    pub fn registry_text(&self) -> String {
+        std::fs::read_to_string(self.registry_path()).unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> serde_json::Value {
+        serde_json::from_str(&self.registry_text()).expect("registry parses")
+    }
+
+    /// The environment every subprocess of a test gets.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "200")
+            .env("KINFRA_LOCK_TIMEOUT", "60");
+        if let Some(host) = std::env::var_os("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", host);
+        }
+    }
+
+    /// `kinfra ARGS` run in `cwd`.
+    pub fn kinfra(&self, cwd: &Path, args: &[&str]) -> Run {
+        let mut cmd = self.kinfra_cmd(cwd, args);
+        Run::from(cmd.output().expect("run kinfra"))
+    }
+
+    pub fn kinfra_cmd(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("kinfra").expect("kinfra binary");
+        self.apply(&mut cmd);
+        cmd.current_dir(cwd).args(args);
+        cmd
+    }
+
+    pub fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let mut cmd = Command::new("git");
+        self.apply(&mut cmd);
+        let out = cmd.current_dir(cwd).args(args).output().expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} in {}: {}",
+            cwd.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Create a sandbox from the main repository, asserting success; returns its path.
+    pub fn create_sandbox(&self, name: &str) -> PathBuf {
+        let run = self.kinfra(&self.main, &["sandbox", "create", name]);
+        run.assert_code(0);
+        PathBuf::from(run.stdout.trim())
+    }
+}
+
+/// A finished kinfra run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+}
