@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands;
-use crate::context::Ctx;
+use crate::context::{Ctx, Want};
 use crate::error::Result;
 
 #[derive(Debug, Parser)]
@@ -56,6 +56,16 @@ pub enum SandboxCommand {
     List(commands::list::Args),
     /// Create the shared data directories, optionally copying them from a checkout.
     InitShared(commands::init_shared::Args),
+    /// Start this sandbox's containers and wait for the startability gate.
+    Up(commands::up::Args),
+    /// Stop this sandbox's containers.
+    Down(commands::down::Args),
+    /// Containers, URLs and shared data of this sandbox.
+    Status(commands::status::Args),
+    /// Show container logs.
+    Logs(commands::logs::Args),
+    /// Open a shell in a service container.
+    Shell(commands::shell::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +76,16 @@ pub enum LocalProdCommand {
     Init(commands::local_prod_init::Args),
     /// Stop and unregister the registered local-prod (never the current directory).
     Destroy(commands::local_prod_destroy::Args),
+    /// Start local-prod (with its profile) and wait for the startability gate.
+    Up(commands::up::Args),
+    /// Stop local-prod, profile-only services included.
+    Down(commands::down::Args),
+    /// Containers, URLs and shared data of local-prod.
+    Status(commands::status::Args),
+    /// Show local-prod's container logs.
+    Logs(commands::logs::Args),
+    /// Open a shell in a local-prod service container.
+    Shell(commands::shell::Args),
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
@@ -81,15 +101,36 @@ pub fn run(cli: Cli) -> Result<u8> {
             SandboxCommand::Destroy(a) => commands::sandbox_destroy::run(&ctx, &a),
             SandboxCommand::List(a) => commands::list::run(&ctx, &a),
             SandboxCommand::InitShared(a) => commands::init_shared::run(&ctx, &a),
+            SandboxCommand::Up(a) => commands::up::run(&ctx, &a, Want::Sandbox),
+            SandboxCommand::Down(a) => commands::down::run(&ctx, &a, Want::Sandbox),
+            SandboxCommand::Status(a) => commands::status::run(&ctx, &a, Want::Sandbox),
+            SandboxCommand::Logs(a) => commands::logs::run(&ctx, &a, Want::Sandbox),
+            SandboxCommand::Shell(a) => commands::shell::run(&ctx, &a, Want::Sandbox),
         },
         Command::LocalProd(cmd) => match cmd {
             LocalProdCommand::Create(a) => commands::local_prod_create::run(&ctx, &a),
             LocalProdCommand::Init(a) => commands::local_prod_init::run(&ctx, &a),
             LocalProdCommand::Destroy(a) => commands::local_prod_destroy::run(&ctx, &a),
+            LocalProdCommand::Up(a) => commands::up::run(&ctx, &a, Want::LocalProd),
+            LocalProdCommand::Down(a) => commands::down::run(&ctx, &a, Want::LocalProd),
+            LocalProdCommand::Status(a) => commands::status::run(&ctx, &a, Want::LocalProd),
+            LocalProdCommand::Logs(a) => commands::logs::run(&ctx, &a, Want::LocalProd),
+            LocalProdCommand::Shell(a) => commands::shell::run(&ctx, &a, Want::LocalProd),
         },
         Command::Ports(a) => commands::ports::run(&ctx, &a),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Completions(_) => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -41,6 +41,73 @@ struct Layer {
     local_prod: Option<LocalProdLayer>,
     shared: Option<SharedLayer>,
     ports: Option<toml::map::Map<String, toml::Value>>,
+    gate: Option<GateLayer>,
+    secrets: Option<SecretsLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateLayer {
+    timeout: Option<u64>,
+    checks: Option<Vec<CheckSpec>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsLayer {
+    timeout: Option<u64>,
+    items: Option<Vec<SecretItem>>,
+}
+
+/// How a gate check probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A TCP connect succeeds.
+    Tcp,
+    /// An HTTP GET answers an expected status (and, optionally, a JSON list long enough).
+    Http,
+}
+
+/// One startability-gate check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: String,
+    pub kind: CheckKind,
+    /// Env key of the port to probe on 127.0.0.1.
+    pub port: String,
+    #[serde(default = "default_path")]
+    pub path: String,
+    #[serde(default = "default_statuses")]
+    pub expect_status: Vec<u16>,
+    /// The JSON body must be a list of at least this many items, or an object whose
+    /// `count_field` is such a list.
+    pub min_count: Option<usize>,
+    pub count_field: Option<String>,
+    /// Names of checks that must pass first.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Compose service behind this check, for its logs when the check fails.
+    pub service: Option<String>,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+fn default_statuses() -> Vec<u16> {
+    vec![200]
+}
+
+/// A 1Password item whose concealed fields become environment variables.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretItem {
+    pub item: String,
+    pub vault: Option<String>,
+    /// Field label → env name.
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +202,8 @@ impl Layer {
             local_prod: overlay!(self.local_prod, over.local_prod, [dir, id, profile]),
             shared: overlay!(self.shared, over.shared, [dir, env_key, subdirs]),
             ports: over.ports.or(self.ports),
+            gate: overlay!(self.gate, over.gate, [timeout, checks]),
+            secrets: overlay!(self.secrets, over.secrets, [timeout, items]),
         }
     }
 }
@@ -158,6 +227,10 @@ pub struct Config {
     pub shared_env_key: String,
     pub shared_subdirs: Vec<SharedSubdir>,
     pub ports: PortMap,
+    pub gate_timeout: u64,
+    pub gate_checks: Vec<CheckSpec>,
+    pub secrets_timeout: u64,
+    pub secrets: Vec<SecretItem>,
     /// The `kinfra.toml` this came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -256,6 +329,8 @@ fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config,
     let slots = layer.slots.unwrap_or_default();
     let local_prod = layer.local_prod.unwrap_or_default();
     let shared = layer.shared.unwrap_or_default();
+    let gate = layer.gate.unwrap_or_default();
+    let secrets = layer.secrets.unwrap_or_default();
 
     let state_dir = expand_home(&required(state.dir, "state.dir", path)?);
     let registry = PathBuf::from(required(state.registry, "state.registry", path)?);
@@ -309,8 +384,13 @@ fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config,
         shared_env_key: required(shared.env_key, "shared.env_key", path)?,
         shared_subdirs: shared.subdirs.unwrap_or_default(),
         ports,
+        gate_timeout: required(gate.timeout, "gate.timeout", path)?,
+        gate_checks: gate.checks.unwrap_or_default(),
+        secrets_timeout: required(secrets.timeout, "secrets.timeout", path)?,
+        secrets: secrets.items.unwrap_or_default(),
         source,
     };
+    validate_checks(&config).map_err(invalid)?;
     if !crate::slug::is_valid_project_name(&config.local_prod_id) {
         return Err(invalid(format!(
             "`local_prod.id` `{}` is not a valid compose project name",
@@ -323,6 +403,48 @@ fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config,
         ));
     }
     Ok(config)
+}
+
+/// Every check probes a known port key, has a unique name, and waits only for checks
+/// listed before it (so dependencies cannot form a cycle).
+fn validate_checks(config: &Config) -> Result<(), String> {
+    let keys: Vec<String> = config
+        .ports
+        .for_slot(1)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    let mut seen: Vec<&str> = Vec::new();
+    for check in &config.gate_checks {
+        if seen.contains(&check.name.as_str()) {
+            return Err(format!("gate check `{}` is defined twice", check.name));
+        }
+        if !keys.contains(&check.port) {
+            return Err(format!(
+                "gate check `{}` probes `{}`, which is not a port key (known: {})",
+                check.name,
+                check.port,
+                keys.join(", ")
+            ));
+        }
+        for dep in &check.after {
+            if !seen.contains(&dep.as_str()) {
+                return Err(format!(
+                    "gate check `{}` waits for `{dep}`, which is not a check defined before it",
+                    check.name
+                ));
+            }
+        }
+        if !check.path.starts_with('/') {
+            return Err(format!(
+                "gate check `{}`: `path` must start with `/`",
+                check.name
+            ));
+        }
+        seen.push(&check.name);
+    }
+    Ok(())
 }
 
 fn is_env_key(key: &str) -> bool {
@@ -377,8 +499,10 @@ mod tests {
 
     #[test]
     fn ports_replace_the_builtin_map() {
-        let c = with("[ports.HELLO_API_PORT]\nlocal_prod = 47000\nsandbox = 47010\nstride = 10\n")
-            .unwrap();
+        let c = with(
+            "[gate]\nchecks = []\n[ports.HELLO_API_PORT]\nlocal_prod = 47000\nsandbox = 47010\nstride = 10\n",
+        )
+        .unwrap();
         assert_eq!(c.ports.specs.len(), 1);
         assert_eq!(c.ports.for_slot(2).unwrap()[0].port, 47020);
     }
@@ -416,6 +540,15 @@ mod tests {
                     .contains("port 9005 is used by both slot 5 (`A`) and slot 0 (`B`)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gate_checks_must_name_known_ports() {
+        let err = with("[ports.A]\nlocal_prod = 9000\nsandbox = 9001\nstride = 1\n").unwrap_err();
+        assert!(err.to_string().contains("not a port key"), "{err}");
+        let err = with("[[gate.checks]]\nname = \"X\"\nkind = \"tcp\"\nport = \"KTRDR_DB_PORT\"\nafter = [\"Y\"]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("waits for `Y`"), "{err}");
     }
 
     #[test]

@@ -244,17 +244,31 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
         }
         output::warn(&format!("{}; continuing because of --force", e.message));
     }
-    // 2. Keep uncommitted work before the worktree goes.
+    // 2. Keep uncommitted work before the worktree goes. Looked at again now, after
+    //    the prompt and the stop, so nothing written meanwhile is lost.
     let mut outcome = Outcome::default();
-    if let (false, Removal::Worktree { main }) = (plan.dirty.is_empty(), &plan.removal) {
-        let rescue = git::rescue(
-            main,
-            &plan.path,
-            &plan.entry.instance_id,
-            &timefmt::now_compact(),
-            &[config.env_file.as_str()],
-        )?;
-        outcome.rescue = Some(rescue);
+    if let (Removal::Worktree { main }, true) = (&plan.removal, plan.exists) {
+        let dirty: Vec<String> = git::uncommitted(&plan.path)?
+            .into_iter()
+            .filter(|f| f != &config.env_file)
+            .collect();
+        if !dirty.is_empty() {
+            if !force {
+                let mut late = plan.clone();
+                late.dirty = dirty;
+                return Err(late
+                    .dirty_refusal()
+                    .unwrap_or_else(|| Error::failure("uncommitted changes")));
+            }
+            let rescue = git::rescue(
+                main,
+                &plan.path,
+                &plan.entry.instance_id,
+                &timefmt::now_compact(),
+                &[config.env_file.as_str()],
+            )?;
+            outcome.rescue = Some(rescue);
+        }
     }
     // 3. Files.
     match (&plan.removal, plan.exists) {

@@ -59,6 +59,7 @@ pub struct Cmd {
     env: Vec<(OsString, OsString)>,
     env_remove: Vec<OsString>,
     timeout: Option<Duration>,
+    stdout_to_stderr: bool,
 }
 
 impl Cmd {
@@ -70,6 +71,7 @@ impl Cmd {
             env: Vec::new(),
             env_remove: Vec::new(),
             timeout: None,
+            stdout_to_stderr: false,
         }
     }
 
@@ -106,6 +108,12 @@ impl Cmd {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Send the child's stdout to our stderr (progress of a subprocess is not data).
+    pub fn stdout_to_stderr(mut self) -> Self {
+        self.stdout_to_stderr = true;
         self
     }
 
@@ -208,6 +216,12 @@ impl Cmd {
         } else {
             Stdio::null()
         });
+        if self.stdout_to_stderr {
+            use std::os::fd::AsFd;
+            if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+                cmd.stdout(Stdio::from(fd));
+            }
+        }
         if interactive {
             // An interactive child must stay in the terminal's foreground group.
             let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {

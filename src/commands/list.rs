@@ -7,6 +7,7 @@ use crate::context::Ctx;
 use crate::error::Result;
 use crate::output;
 use crate::registry::Entry;
+use crate::status::{self, State};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,11 +20,18 @@ struct Row<'a> {
     local_prod: bool,
     exists: bool,
     api_port: Option<u16>,
+    state: State,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let registry = ctx.registry()?;
     let api_key = ctx.config.ports.specs.first().map(|(k, _)| k.clone());
+    // One Docker call for every instance.
+    let live = if registry.all().next().is_some() {
+        status::all_containers().map(status::by_project).ok()
+    } else {
+        None
+    };
     let rows: Vec<Row> = registry
         .instances
         .iter()
@@ -33,6 +41,13 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             entry,
             local_prod,
             exists: entry.path().is_dir(),
+            state: match &live {
+                _ if !entry.path().is_dir() => State::Missing,
+                None => State::Unknown,
+                Some(map) => map
+                    .get(&entry.instance_id)
+                    .map_or(State::Stopped, |c| State::of(c)),
+            },
             api_port: api_key.as_ref().and_then(|k| {
                 ctx.config
                     .ports
@@ -57,6 +72,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     "is_worktree": r.entry.is_worktree,
                     "parent_repo": r.entry.parent_repo,
                     "api_port": r.api_port,
+                    "status": r.state.label(),
                     "stale": !r.exists,
                 })
             })
@@ -79,9 +95,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                 },
                 r.entry.slot.to_string(),
                 if r.exists {
-                    "registered".into()
+                    r.state.label()
                 } else {
-                    "stale".into()
+                    "missing (stale)".into()
                 },
                 r.api_port.map_or("-".into(), |p| p.to_string()),
                 r.entry.path.clone(),
@@ -94,13 +110,13 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         })
         .collect();
     output::data(&output::table(
-        &["INSTANCE", "SLOT", "STATE", "API", "PATH", "CREATED"],
+        &["INSTANCE", "SLOT", "STATUS", "API", "PATH", "CREATED"],
         &table_rows,
     ));
     let stale = rows.iter().filter(|r| !r.exists).count();
     if stale > 0 {
         output::warn(&format!(
-            "{stale} registered instance(s) have no directory any more"
+            "{stale} registered instance(s) are missing their directory (stale)"
         ));
         output::hint(
             "`kinfra sandbox destroy NAME` unregisters one (it also removes its containers)",

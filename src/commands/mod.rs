@@ -2,16 +2,21 @@
 //! several commands live here.
 
 pub mod completions;
+pub mod down;
 pub mod env;
 pub mod init_shared;
 pub mod list;
 pub mod local_prod_create;
 pub mod local_prod_destroy;
 pub mod local_prod_init;
+pub mod logs;
 pub mod ports;
 pub mod sandbox_create;
 pub mod sandbox_destroy;
 pub mod sandbox_init;
+pub mod shell;
+pub mod status;
+pub mod up;
 pub mod url;
 
 use std::path::Path;
@@ -173,5 +178,54 @@ pub fn print_summary(config: &Config, what: &str, id: &str, root: &Path, slot: u
         for (label, url) in layout::urls(config, &ports) {
             output::note(&format!("  {:<12}{url}", format!("{label}:")));
         }
+    }
+}
+
+/// The compose project of a resolved instance: its id, its compose file, the
+/// local-prod profile when it is local-prod, and its env file as child environment.
+pub fn compose_project(
+    config: &Config,
+    inst: &crate::context::Instance,
+) -> Result<crate::compose::Project> {
+    let file = crate::compose::find_file(&inst.root, &config.compose_files).ok_or_else(|| {
+        Error::failure(format!(
+            "no compose file in `{}` (looked for {})",
+            inst.root.display(),
+            config.compose_files.join(", ")
+        ))
+        .hint("set `instance.compose_files` in kinfra.toml")
+    })?;
+    Ok(crate::compose::Project {
+        name: inst.entry.instance_id.clone(),
+        file,
+        profile: inst
+            .is_local_prod
+            .then(|| config.local_prod_profile.clone()),
+        env: inst.env.to_map(),
+    })
+}
+
+/// The instance's ports as its env file states them (what compose will publish).
+pub fn instance_ports(
+    config: &Config,
+    inst: &crate::context::Instance,
+) -> Result<Vec<crate::ports::SlotPort>> {
+    let mut ports = config
+        .ports
+        .for_slot(inst.entry.slot)
+        .map_err(|e| Error::failure(e.to_string()))?;
+    for p in &mut ports {
+        p.port = inst.env.require_port(&p.key)?;
+    }
+    Ok(ports)
+}
+
+/// A child's exit status as our exit code (128 + signal when it was killed).
+pub fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
+        _ => 1,
     }
 }

@@ -36,7 +36,10 @@ impl Env {
         };
         env.git(&origin, &["init", "-q", "--bare", "-b", "main"]);
         env.git(&dev, &["init", "-q", "-b", "main", name]);
-        env.git(&env.main, &["remote", "add", "origin", origin.to_str().unwrap()]);
+        env.git(
+            &env.main,
+            &["remote", "add", "origin", origin.to_str().unwrap()],
+        );
         std::fs::write(env.main.join(".gitignore"), ".env.sandbox\n").unwrap();
         std::fs::write(env.main.join("README.md"), "hello\n").unwrap();
         env.git(&env.main, &["add", "."]);

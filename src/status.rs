@@ -1,0 +1,244 @@
+//! Live container state, for every compose project at once, from one `docker ps -a`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::docker::{self, DockerError, PROJECT_LABEL};
+
+/// One container as `docker ps -a` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Container {
+    pub project: String,
+    pub service: String,
+    pub name: String,
+    /// `running`, `exited`, `created`, `restarting`, `paused`, `dead`.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or none.
+    pub health: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Host ports it publishes.
+    pub host_ports: Vec<u16>,
+    /// Docker's human status (`Up 3 minutes (healthy)`).
+    pub status: String,
+}
+
+impl Container {
+    /// Exited with a failure, died, or reports unhealthy.
+    pub fn failed(&self) -> bool {
+        matches!(self.state.as_str(), "dead")
+            || (self.state == "exited" && self.exit_code != Some(0))
+            || self.health.as_deref() == Some("unhealthy")
+    }
+}
+
+const FORMAT: &str = "{{.Label \"com.docker.compose.project\"}}\t{{.Label \"com.docker.compose.service\"}}\t{{.Names}}\t{{.State}}\t{{.Status}}\t{{.Ports}}";
+
+/// Every compose-labelled container (any state), in one Docker call.
+pub fn all_containers() -> Result<Vec<Container>, DockerError> {
+    let out = docker::docker()
+        .args(["ps", "-a", "--no-trunc", "--filter"])
+        .arg(format!("label={PROJECT_LABEL}"))
+        .args(["--format", FORMAT])
+        .run()?;
+    Ok(parse_ps(&out))
+}
+
+/// The containers of one project, in one Docker call.
+pub fn project_containers(project: &str) -> Result<Vec<Container>, DockerError> {
+    let out = docker::docker()
+        .args(["ps", "-a", "--no-trunc", "--filter"])
+        .arg(format!("label={PROJECT_LABEL}={project}"))
+        .args(["--format", FORMAT])
+        .run()?;
+    let mut list = parse_ps(&out);
+    list.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
+    Ok(list)
+}
+
+/// Containers grouped by project.
+pub fn by_project(containers: Vec<Container>) -> BTreeMap<String, Vec<Container>> {
+    let mut map: BTreeMap<String, Vec<Container>> = BTreeMap::new();
+    for c in containers {
+        map.entry(c.project.clone()).or_default().push(c);
+    }
+    map
+}
+
+/// An instance's summary state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Partial {
+        running: usize,
+        total: usize,
+    },
+    Stopped,
+    /// The directory is gone.
+    Missing,
+    /// Docker could not be asked.
+    Unknown,
+}
+
+impl State {
+    pub fn of(containers: &[Container]) -> State {
+        let total = containers.len();
+        let running = containers.iter().filter(|c| c.state == "running").count();
+        match (running, total) {
+            (_, 0) | (0, _) => State::Stopped,
+            (r, t) if r == t => State::Running,
+            (running, total) => State::Partial { running, total },
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            State::Running => "running".into(),
+            State::Partial { running, total } => format!("partial {running}/{total}"),
+            State::Stopped => "stopped".into(),
+            State::Missing => "missing".into(),
+            State::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// Parse `docker ps --format` lines of [`FORMAT`].
+pub fn parse_ps(out: &str) -> Vec<Container> {
+    out.lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            let project = f.next()?.trim().to_string();
+            let service = f.next()?.trim().to_string();
+            let name = f.next()?.trim().to_string();
+            let state = f.next()?.trim().to_lowercase();
+            let status = f.next()?.trim().to_string();
+            let ports = f.next().unwrap_or("").trim();
+            if project.is_empty() {
+                return None;
+            }
+            Some(Container {
+                health: parse_health(&status),
+                exit_code: parse_exit_code(&status),
+                host_ports: parse_host_ports(ports),
+                project,
+                service,
+                name,
+                state,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// `Up 2 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
+pub fn parse_health(status: &str) -> Option<String> {
+    if status.contains("(unhealthy)") {
+        Some("unhealthy".into())
+    } else if status.contains("(healthy)") {
+        Some("healthy".into())
+    } else if status.contains("(health: starting)") {
+        Some("starting".into())
+    } else {
+        None
+    }
+}
+
+/// `Exited (137) 5 seconds ago` → 137.
+pub fn parse_exit_code(status: &str) -> Option<i32> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+/// `127.0.0.1:47001->8080/tcp, :::5432->5432/tcp` → [47001, 5432] (deduplicated).
+pub fn parse_host_ports(ports: &str) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    for part in ports.split(',') {
+        let Some((host, _)) = part.trim().split_once("->") else {
+            continue;
+        };
+        let Some((_, port)) = host.rsplit_once(':') else {
+            continue;
+        };
+        // A range `0.0.0.0:5000-5001->…` publishes each port.
+        let (lo, hi) = match port.split_once('-') {
+            Some((a, b)) => (a.parse().ok(), b.parse().ok()),
+            None => (port.parse().ok(), port.parse().ok()),
+        };
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            for p in lo..=hi {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ps_lines() {
+        let out = "p1\tbackend\tp1_backend_1\trunning\tUp 3 seconds (healthy)\t127.0.0.1:47001->8080/tcp\n\
+                   p1\tdb\tp1_db_1\texited\tExited (1) 2 seconds ago\t\n\
+                   \t\tstray\trunning\tUp\t\n";
+        let list = parse_ps(out);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].health.as_deref(), Some("healthy"));
+        assert_eq!(list[0].host_ports, vec![47001]);
+        assert_eq!(list[1].exit_code, Some(1));
+        assert!(list[1].failed());
+        assert!(!list[0].failed());
+    }
+
+    #[test]
+    fn host_ports_cover_ipv6_and_ranges() {
+        assert_eq!(
+            parse_host_ports("0.0.0.0:5432->5432/tcp, :::5432->5432/tcp, 8080/tcp"),
+            vec![5432]
+        );
+        assert_eq!(
+            parse_host_ports("127.0.0.1:5000-5002->5000-5002/tcp"),
+            vec![5000, 5001, 5002]
+        );
+        assert!(parse_host_ports("").is_empty());
+    }
+
+    #[test]
+    fn health_and_exit_codes() {
+        assert_eq!(
+            parse_health("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
+        assert_eq!(
+            parse_health("Up 1 second (unhealthy)").as_deref(),
+            Some("unhealthy")
+        );
+        assert_eq!(parse_health("Up 1 second"), None);
+        assert_eq!(parse_exit_code("Exited (137) 5 seconds ago"), Some(137));
+        assert_eq!(parse_exit_code("Up 5 seconds"), None);
+    }
+
+    #[test]
+    fn summary_states() {
+        let c = |state: &str| Container {
+            project: "p".into(),
+            service: "s".into(),
+            name: "n".into(),
+            state: state.into(),
+            health: None,
+            exit_code: None,
+            host_ports: vec![],
+            status: String::new(),
+        };
+        assert_eq!(State::of(&[]), State::Stopped);
+        assert_eq!(State::of(&[c("running"), c("running")]), State::Running);
+        assert_eq!(
+            State::of(&[c("running"), c("exited")]).label(),
+            "partial 1/2"
+        );
+        assert_eq!(State::of(&[c("exited")]), State::Stopped);
+    }
+}

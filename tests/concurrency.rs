@@ -1,0 +1,202 @@
+mod common;
+
+// Concurrent kinfra processes on one registry: slot allocation under the lock, no lost
+// entries, readers never see a torn file, and a held lock times out cleanly.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::{Env, Run};
+
+/// Run every argument list as its own kinfra process from the main repository, all
+/// released at the same moment.
+fn run_together(env: &Env, jobs: Vec<Vec<String>>) -> Vec<Run> {
+    let barrier = Arc::new(Barrier::new(jobs.len()));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|args| {
+                let barrier = Arc::clone(&barrier);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let mut cmd = env.kinfra_cmd(&env.main, &args);
+                scope.spawn(move || {
+                    barrier.wait();
+                    Run::from(cmd.output().expect("run kinfra"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn create_job(name: &str) -> Vec<String> {
+    ["sandbox", "create", name].map(String::from).to_vec()
+}
+
+/// `SLOT_NUMBER` of an env file.
+fn env_slot(dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join(".env.sandbox")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("SLOT_NUMBER="))
+        .unwrap_or_else(|| panic!("no SLOT_NUMBER in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Check the registry holds exactly `names` with distinct slots in 1..=10, that each is
+/// a worktree git knows, and that each env file agrees with its registry slot.
+#[track_caller]
+fn assert_consistent(env: &Env, names: &[String]) {
+    let reg = env.registry();
+    assert_eq!(reg["version"], 1);
+    let instances = reg["instances"].as_object().expect("instances object");
+    assert_eq!(
+        instances.len(),
+        names.len(),
+        "registry entries: {:?}",
+        instances.keys().collect::<Vec<_>>()
+    );
+    let worktrees = env.git(&env.main, &["worktree", "list", "--porcelain"]);
+    let listed: BTreeSet<PathBuf> = worktrees
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .map(|p| std::fs::canonicalize(p).unwrap())
+        .collect();
+    assert_eq!(listed.len(), names.len() + 1, "{worktrees}");
+    let mut slots = BTreeSet::new();
+    for name in names {
+        let id = format!("ktrdr--{name}");
+        let entry = &instances
+            .get(&id)
+            .unwrap_or_else(|| panic!("`{id}` is not registered"));
+        let slot = entry["slot"].as_u64().unwrap();
+        assert!((1..=10).contains(&slot), "{id} has slot {slot}");
+        assert!(slots.insert(slot), "slot {slot} given twice");
+        let path = PathBuf::from(entry["path"].as_str().unwrap());
+        assert!(
+            listed.contains(&std::fs::canonicalize(&path).unwrap()),
+            "{} is not in `git worktree list`:\n{worktrees}",
+            path.display()
+        );
+        assert_eq!(env_slot(&path), slot, "env file of {id} disagrees");
+    }
+}
+
+#[test]
+fn eight_concurrent_creates_all_get_their_own_slot() {
+    let env = Env::new();
+    let names: Vec<String> = (1..=8).map(|n| format!("s{n}")).collect();
+    let runs = run_together(&env, names.iter().map(|n| create_job(n)).collect());
+    for (name, run) in names.iter().zip(&runs) {
+        assert_eq!(run.code, 0, "create {name} failed:\n{}", run.stderr);
+        let path = PathBuf::from(run.stdout.trim());
+        assert_eq!(
+            path.file_name().unwrap().to_string_lossy(),
+            format!("ktrdr--{name}")
+        );
+        assert!(path.join(".env.sandbox").is_file());
+    }
+    assert_consistent(&env, &names);
+}
+
+#[test]
+fn lists_running_beside_creates_see_a_valid_registry() {
+    let env = Env::new();
+    let names: Vec<String> = (1..=6).map(|n| format!("c{n}")).collect();
+    let mut jobs: Vec<Vec<String>> = names.iter().map(|n| create_job(n)).collect();
+    jobs.insert(2, ["sandbox", "list", "--json"].map(String::from).to_vec());
+    jobs.push(["sandbox", "list", "--json"].map(String::from).to_vec());
+    let runs = run_together(&env, jobs);
+    let mut lists = 0;
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        if run.stdout.trim_start().starts_with('{') {
+            lists += 1;
+            let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("list JSON");
+            assert_eq!(v["schema_version"], 1);
+            let items = v["instances"].as_array().expect("instances array");
+            assert!(items.len() <= names.len());
+        }
+    }
+    assert_eq!(lists, 2);
+    assert_consistent(&env, &names);
+}
+
+#[test]
+fn a_held_lock_times_out_and_changes_nothing() {
+    let env = Env::new();
+    env.create_sandbox("first");
+    let before = std::fs::read(env.registry_path()).unwrap();
+    let lock_path = {
+        let mut p = env.registry_path().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    };
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    lock.lock().unwrap();
+
+    let mut cmd = env.kinfra_cmd(&env.main, &["sandbox", "create", "blocked"]);
+    cmd.env("KINFRA_LOCK_TIMEOUT", "2");
+    let started = Instant::now();
+    let run = Run::from(cmd.output().unwrap());
+    let took = started.elapsed();
+
+    run.assert_code(1);
+    assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{}", run.stderr));
+    assert!(
+        error.contains("another kinfra command") && error.contains("instances.json.lock"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("waiting"), "{}", run.stderr);
+    assert!(run.stdout.trim().is_empty(), "{}", run.stdout);
+    assert_eq!(std::fs::read(env.registry_path()).unwrap(), before);
+    assert!(!env.sibling("ktrdr--blocked").exists());
+    let branches = env.git(&env.main, &["branch", "--list", "ktrdr--blocked"]);
+    assert!(branches.trim().is_empty(), "{branches}");
+
+    // Once released, the same command goes through.
+    lock.unlock().unwrap();
+    env.create_sandbox("blocked");
+    assert_consistent(&env, &["first".into(), "blocked".into()]);
+}
+
+#[test]
+fn a_briefly_held_lock_is_waited_for() {
+    let env = Env::new();
+    let lock_path = {
+        let mut p = env.registry_path().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    };
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    let run = env.kinfra(&env.main, &["sandbox", "create", "patient"]);
+    releaser.join().unwrap();
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("waiting for another kinfra command"),
+        "{}",
+        run.stderr
+    );
+    assert_consistent(&env, &["patient".into()]);
+}
