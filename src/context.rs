@@ -135,7 +135,13 @@ pub fn current_instance(ctx: &Ctx, registry: &Registry, want: Want) -> Result<In
     let root = find_instance_root(&ctx.cwd, &repo.toplevel, env_name).ok_or_else(not_here)?;
     let env = EnvFile::load(&root.join(env_name))?;
     let id = env.require("INSTANCE_ID")?.to_string();
-    env.require_number("SLOT_NUMBER", 0..=ctx.config.slot_count)?;
+    let slot = env.require_number("SLOT_NUMBER", 0..=ctx.config.slot_count)?;
+    // Every port a command might hand to compose or print must be well-formed.
+    if let Ok(ports) = ctx.config.ports.for_slot(slot) {
+        for p in ports {
+            env.require_port(&p.key)?;
+        }
+    }
 
     let is_local_prod = registry
         .local_prod

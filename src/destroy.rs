@@ -152,7 +152,7 @@ impl Plan {
             Ok(res) => {
                 let how = match &self.compose {
                     Some(p) => format!(
-                        "`compose -p {} down --volumes{}`",
+                        "`compose -p {}{} down --volumes`",
                         p.name,
                         p.profile
                             .as_ref()

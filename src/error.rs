@@ -12,6 +12,9 @@ use crate::registry::RegistryError;
 pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const PORT_CONFLICT: u8 = 3;
+/// `up`: the startability gate did not pass (shares its number with usage errors, as in
+/// ktrdr's tool).
+pub const GATE_FAILED: u8 = 2;
 
 #[derive(Debug)]
 pub struct Error {

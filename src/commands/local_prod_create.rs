@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     path.display()
                 )));
             }
-            super::check_ports_free(config, 0, error::FAILURE)?;
+            super::check_ports_free(config, reg, 0, error::FAILURE)?;
             output::note(&format!(
                 "cloning `{}` ({branch}) to `{}`",
                 main.display(),

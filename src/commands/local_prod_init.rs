@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, _args: &Args) -> Result<u8> {
                     e.instance_id
                 )));
             }
-            super::check_ports_free(config, 0, error::PORT_CONFLICT)?;
+            super::check_ports_free(config, reg, 0, error::PORT_CONFLICT)?;
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &root, &id, 0, &created_at)?;
             wrote = true;

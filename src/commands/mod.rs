@@ -81,25 +81,58 @@ pub fn allocate_slot(registry: &Registry, config: &Config, wanted: Option<u32>) 
 }
 
 /// Refuse when any port of `slot` is already in use.
-pub fn check_ports_free(config: &Config, slot: u32, code: u8) -> Result<()> {
+pub fn check_ports_free(config: &Config, registry: &Registry, slot: u32, code: u8) -> Result<()> {
     let ports = config
         .ports
         .for_slot(slot)
         .map_err(|e| Error::failure(e.to_string()))?;
-    let busy = preflight::busy(&ports);
-    if busy.is_empty() {
+    let conflicts = port_conflicts(&ports, None, registry);
+    if conflicts.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = busy
-        .iter()
-        .map(|p| format!("{} ({})", p.port, p.key))
-        .collect();
     Err(Error::failure(format!(
-        "port conflict on slot {slot}: {} already in use",
-        list.join(", ")
+        "port conflict on slot {slot}: {}",
+        conflicts.join("; ")
     ))
     .with_code(code)
-    .hint("stop whatever listens there (`ss -ltnp` shows it), or choose another slot with --slot"))
+    .hint("stop what holds the port, or choose another slot with --slot"))
+}
+
+/// The busy ports among `ports`, each described with its holder when Docker knows it.
+/// Ports published by `own_project`'s running containers are not conflicts.
+pub fn port_conflicts(
+    ports: &[crate::ports::SlotPort],
+    own_project: Option<&str>,
+    registry: &Registry,
+) -> Vec<String> {
+    let busy = preflight::busy(ports);
+    if busy.is_empty() {
+        return Vec::new();
+    }
+    // One Docker call names every holder; without Docker the ports are just "in use".
+    let containers = crate::status::all_containers().unwrap_or_default();
+    let holder = |port: u16| {
+        containers
+            .iter()
+            .find(|c| c.state == "running" && c.host_ports.contains(&port))
+    };
+    busy.iter()
+        .filter(|p| holder(p.port).is_none_or(|c| Some(c.project.as_str()) != own_project))
+        .map(|p| {
+            let owner = match holder(p.port) {
+                Some(c) => {
+                    let kind = if registry.all().any(|e| e.instance_id == c.project) {
+                        "kinfra instance"
+                    } else {
+                        "compose project"
+                    };
+                    format!("container `{}` of {kind} `{}`", c.name, c.project)
+                }
+                None => "a process outside Docker".to_string(),
+            };
+            format!("{} ({}) is held by {owner}", p.port, p.key)
+        })
+        .collect()
 }
 
 /// Refuse when Docker still holds containers or volumes of `project` (a new instance

@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                 .hint("its directory is gone; `kinfra sandbox destroy` it by name, or `kinfra doctor --fix`"));
             }
             let slot = super::allocate_slot(reg, config, wanted_slot)?;
-            super::check_ports_free(config, slot, error::FAILURE)?;
+            super::check_ports_free(config, reg, slot, error::FAILURE)?;
 
             let source = if git::local_branch_exists(&main, &branch)?
                 || git::ref_exists(&main, &format!("refs/remotes/origin/{branch}"))?

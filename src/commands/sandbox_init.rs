@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     .hint("choose another with `--name NAME`"));
             }
             let slot = super::allocate_slot(reg, config, wanted_slot)?;
-            super::check_ports_free(config, slot, error::PORT_CONFLICT)?;
+            super::check_ports_free(config, reg, slot, error::PORT_CONFLICT)?;
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &root, &id, slot, &created_at)?;
             wrote = true;

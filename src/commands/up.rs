@@ -8,9 +8,7 @@ use crate::docker;
 use crate::error::{self, Error, Result};
 use crate::gate::{self, Check, CheckState};
 use crate::output;
-use crate::preflight;
 use crate::secrets;
-use crate::status;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,42 +38,11 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
 
     // Port preflight: a port held by this instance's own containers is not a conflict.
     let ports = super::instance_ports(config, &inst)?;
-    let busy = preflight::busy(&ports);
-    if !busy.is_empty() {
-        let containers = status::all_containers()?;
-        let conflicts: Vec<String> = busy
-            .iter()
-            .filter(|p| {
-                !containers.iter().any(|c| {
-                    c.project == id && c.state == "running" && c.host_ports.contains(&p.port)
-                })
-            })
-            .map(|p| {
-                let owner = containers
-                    .iter()
-                    .find(|c| c.state == "running" && c.host_ports.contains(&p.port))
-                    .map_or_else(
-                        || "a process outside Docker".to_string(),
-                        |c| {
-                            let kind = if registry.all().any(|e| e.instance_id == c.project) {
-                                "kinfra instance"
-                            } else {
-                                "compose project"
-                            };
-                            format!("container `{}` of {kind} `{}`", c.name, c.project)
-                        },
-                    );
-                format!("{} ({}) is held by {owner}", p.port, p.key)
-            })
-            .collect();
-        if !conflicts.is_empty() {
-            return Err(Error::failure(format!(
-                "port conflict: {}",
-                conflicts.join("; ")
-            ))
+    let conflicts = super::port_conflicts(&ports, Some(&id), &registry);
+    if !conflicts.is_empty() {
+        return Err(Error::failure(format!("port conflict: {}", conflicts.join("; ")))
             .with_code(error::PORT_CONFLICT)
             .hint("stop what holds the port (`kinfra sandbox list` shows running instances), then retry"));
-        }
     }
 
     // Secrets go only into the child's environment.
@@ -186,11 +153,11 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
         format!("after {:.1}s", report.elapsed.as_secs_f64())
     } else {
         format!(
-            "a container failed after {:.1}s",
+            "a container failed {:.1}s into the gate",
             report.elapsed.as_secs_f64()
         )
     };
     Err(Error::failure(format!("`{id}` did not pass the startability gate ({why})"))
-        .with_code(error::USAGE)
-        .hint("the containers were left running for debugging; `kinfra sandbox logs SERVICE` shows more, `down` stops them"))
+        .with_code(error::GATE_FAILED)
+        .hint("the containers were left in place for debugging; `kinfra sandbox logs SERVICE` shows more, `down` stops them"))
 }

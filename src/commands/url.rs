@@ -15,10 +15,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let registry = ctx.registry()?;
     let inst = context::current_instance(ctx, &registry, Want::Either)?;
     let config = &ctx.config;
-    let ports = config
-        .ports
-        .for_slot(inst.entry.slot)
-        .map_err(|e| Error::failure(e.to_string()))?;
+    let ports = super::instance_ports(config, &inst)?;
     match &args.port_key {
         Some(key) => {
             let p = ports
