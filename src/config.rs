@@ -552,6 +552,20 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n[project]")
+            .expect("README has the example")
+            + 8;
+        let len = readme[start..].find("```").expect("closed");
+        let c = with(&readme[start..start + len]).unwrap();
+        assert_eq!(c.project_name, "myapp");
+        assert_eq!(c.gate_checks.len(), 3);
+        assert_eq!(c.secrets.len(), 1);
+    }
+
+    #[test]
     fn local_prod_id_must_be_a_project_name() {
         assert!(with("[local_prod]\nid = \"Bad Name\"\n").is_err());
     }
