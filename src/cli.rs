@@ -34,6 +34,8 @@ pub enum Command {
     /// local-prod: the singleton production-like instance on the standard ports (slot 0).
     #[command(subcommand, name = "local-prod")]
     LocalProd(LocalProdCommand),
+    /// Compare registry, directories, env files, git and Docker; repair what is safe.
+    Doctor(commands::doctor::Args),
     /// Show the port map.
     Ports(commands::ports::Args),
     /// Print this instance's environment, shell-sourceable.
@@ -117,6 +119,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             LocalProdCommand::Logs(a) => commands::logs::run(&ctx, &a, Want::LocalProd),
             LocalProdCommand::Shell(a) => commands::shell::run(&ctx, &a, Want::LocalProd),
         },
+        Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),

@@ -244,6 +244,7 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
         }
         output::warn(&format!("{}; continuing because of --force", e.message));
     }
+    crate::crashpoint::hit("destroy:after-stop");
     // 2. Keep uncommitted work before the worktree goes. Looked at again now, after
     //    the prompt and the stop, so nothing written meanwhile is lost.
     let mut outcome = Outcome::default();
@@ -268,6 +269,7 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
                 &[config.env_file.as_str()],
             )?;
             outcome.rescue = Some(rescue);
+            crate::crashpoint::hit("destroy:after-rescue");
         }
     }
     // 3. Files.
@@ -285,6 +287,7 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
             }
         },
     }
+    crate::crashpoint::hit("destroy:after-files");
     // 4. Registry last, so a crash before here leaves an entry a re-run can finish.
     let id = plan.entry.instance_id.clone();
     let is_local_prod = plan.is_local_prod;

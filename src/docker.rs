@@ -100,6 +100,23 @@ pub fn project_resources(project: &str) -> Result<ProjectResources, DockerError>
     })
 }
 
+/// Every compose-labelled volume, as `(project, volume name)`, in one Docker call.
+pub fn all_project_volumes() -> Result<Vec<(String, String)>, DockerError> {
+    let out = docker()
+        .args(["volume", "ls", "--filter"])
+        .arg(format!("label={PROJECT_LABEL}"))
+        .arg("--format")
+        .arg(format!("{{{{.Label \"{PROJECT_LABEL}\"}}}}\t{{{{.Name}}}}"))
+        .run()?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (p, n) = l.split_once('\t')?;
+            (!p.trim().is_empty()).then(|| (p.trim().to_string(), n.trim().to_string()))
+        })
+        .collect())
+}
+
 /// Force-remove what `project_resources` found: containers, then networks, then volumes.
 pub fn remove_resources(res: &ProjectResources) -> Result<(), DockerError> {
     if !res.containers.is_empty() {

@@ -16,6 +16,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        crate::crashpoint::hit(&format!("write:{name}:before-rename"));
         std::fs::rename(&tmp, path)?;
         // Persist the rename itself.
         if let Ok(d) = std::fs::File::open(dir) {

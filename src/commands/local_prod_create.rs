@@ -1,11 +1,13 @@
 //! `kinfra local-prod create [--branch B]` — an independent clone next to the main
 //! repository, on slot 0.
 
+use std::path::Path;
+
 use crate::context::Ctx;
 use crate::error::{self, Error, Result};
 use crate::git;
 use crate::output;
-use crate::registry::{self, Entry};
+use crate::registry::{self, Entry, canonical};
 use crate::timefmt;
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +28,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     if let Some(lp) = &registry.local_prod {
         return Err(already(lp));
     }
-    if path.exists() {
+    let origin = git::origin_url(&main)?;
+    // A clone left by a create that was killed half-way is adopted, not refused.
+    let resume = path.exists() && is_orphan_clone(config, &main, &path, origin.as_deref())?;
+    if path.exists() && !resume {
         return Err(Error::failure(format!("`{}` already exists", path.display())).hint(
             "if it is a clone of the project, run `kinfra local-prod init` inside it; otherwise move it away",
         ));
@@ -45,8 +50,14 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             Error::usage("cannot tell the repository's default branch").hint("pass --branch")
         })?,
     };
-    super::check_no_leftovers(&id)?;
-    let origin = git::origin_url(&main)?;
+    if resume {
+        output::note(&format!(
+            "resuming an interrupted create: adopting the existing clone `{}`",
+            path.display()
+        ));
+    } else {
+        super::check_no_leftovers(&id)?;
+    }
 
     let mut made = false;
     let result = registry::update(
@@ -56,24 +67,28 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             if let Some(lp) = &reg.local_prod {
                 return Err(already(lp));
             }
-            if path.exists() {
+            if path.exists() && !resume {
                 return Err(Error::failure(format!(
                     "`{}` already exists",
                     path.display()
                 )));
             }
             super::check_ports_free(config, reg, 0, error::FAILURE)?;
-            output::note(&format!(
-                "cloning `{}` ({branch}) to `{}`",
-                main.display(),
-                path.display()
-            ));
-            made = true;
-            git::clone(&main, &path, Some(&branch), origin.as_deref())
-                .map_err(|e| Error::usage(format!("git could not clone: {e}")))?;
+            if !resume {
+                output::note(&format!(
+                    "cloning `{}` ({branch}) to `{}`",
+                    main.display(),
+                    path.display()
+                ));
+                made = true;
+                git::clone(&main, &path, Some(&branch), origin.as_deref())
+                    .map_err(|e| Error::usage(format!("git could not clone: {e}")))?;
+            }
+            crate::crashpoint::hit("local-prod-create:after-clone");
             super::copy_files(config, &path);
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &path, &id, 0, &created_at)?;
+            crate::crashpoint::hit("local-prod-create:after-env-file");
             reg.local_prod = Some(Entry {
                 instance_id: id.clone(),
                 slot: 0,
@@ -97,6 +112,37 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     output::note(&format!("  {:<12}{branch}", "Branch:"));
     output::data(&path.display().to_string());
     Ok(0)
+}
+
+/// Whether `path` is what a create killed half-way leaves: an independent clone (not a
+/// linked worktree) with the main repository's origin, and no env file or one naming
+/// local-prod's id.
+fn is_orphan_clone(
+    config: &crate::config::Config,
+    main: &Path,
+    path: &Path,
+    origin: Option<&str>,
+) -> Result<bool> {
+    let is_real_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if !is_real_dir {
+        return Ok(false);
+    }
+    let Some(info) = git::repo_info(path)? else {
+        return Ok(false);
+    };
+    if info.is_linked_worktree || canonical(&info.toplevel) != canonical(path) {
+        return Ok(false);
+    }
+    // `git clone` points origin at the main repository until kinfra re-points it.
+    let main_path = main.display().to_string();
+    let found = git::origin_url(path)?;
+    if found.as_deref() != origin && found.as_deref() != Some(main_path.as_str()) {
+        return Ok(false);
+    }
+    let env_path = path.join(&config.env_file);
+    Ok(!env_path.exists()
+        || crate::envfile::EnvFile::load(&env_path)
+            .is_ok_and(|e| e.get("INSTANCE_ID") == Some(config.local_prod_id.as_str())))
 }
 
 fn already(lp: &Entry) -> Error {

@@ -2,6 +2,7 @@
 //! several commands live here.
 
 pub mod completions;
+pub mod doctor;
 pub mod down;
 pub mod env;
 pub mod init_shared;
@@ -261,4 +262,42 @@ pub fn exit_code_of(status: std::process::ExitStatus) -> u8 {
         (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
         _ => 1,
     }
+}
+
+/// Whether `path` is what a create killed half-way leaves: a linked worktree of `main`
+/// on `branch`, with no env file or one naming `id`, and nothing uncommitted but the
+/// files kinfra itself writes. Such a worktree is safe to adopt.
+pub fn is_orphan_worktree(
+    config: &Config,
+    main: &Path,
+    path: &Path,
+    id: &str,
+    branch: &str,
+) -> Result<bool> {
+    use crate::registry::canonical;
+    let is_real_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if !is_real_dir {
+        return Ok(false);
+    }
+    let here = canonical(path);
+    let listed = crate::git::worktree_list(main)?;
+    let Some(wt) = listed.iter().skip(1).find(|w| canonical(&w.path) == here) else {
+        return Ok(false);
+    };
+    if wt.branch.as_deref() != Some(branch) {
+        return Ok(false);
+    }
+    let env_path = path.join(&config.env_file);
+    if env_path.exists() {
+        match envfile::EnvFile::load(&env_path) {
+            Ok(env) if env.get("INSTANCE_ID") == Some(id) => {}
+            _ => return Ok(false),
+        }
+    }
+    let ours: Vec<&str> = std::iter::once(config.env_file.as_str())
+        .chain(config.copy_files.iter().map(|f| f.to.as_str()))
+        .collect();
+    Ok(crate::git::uncommitted(path)?
+        .iter()
+        .all(|f| ours.contains(&f.as_str())))
 }

@@ -1,6 +1,6 @@
 //! `kinfra sandbox create NAME [--branch B] [--slot N]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::context::Ctx;
 use crate::error::{self, Error, Result};
@@ -55,10 +55,19 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             "`{branch}` is not a valid branch name"
         )));
     }
-    if path.exists() {
+    // A worktree left by a create that was killed half-way is adopted, not refused.
+    let resume = path.exists() && super::is_orphan_worktree(config, &main, &path, &id, &branch)?;
+    if path.exists() && !resume {
         return Err(exists_error(&path));
     }
-    super::check_no_leftovers(&id)?;
+    if resume {
+        output::note(&format!(
+            "resuming an interrupted create: adopting the existing worktree `{}`",
+            path.display()
+        ));
+    } else {
+        super::check_no_leftovers(&id)?;
+    }
 
     // Everything from slot choice to registration happens under the registry lock, so
     // concurrent creates never share a slot and never lose an entry.
@@ -67,7 +76,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         &config.registry_path,
         &config.registry_lock_path(),
         |reg| -> Result<u32> {
-            if path.exists() {
+            if path.exists() && (!resume || reg.at_path(&path).is_some()) {
                 return Err(exists_error(&path));
             }
             if let Some(e) = reg.sandbox(&id) {
@@ -75,35 +84,23 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     "`{id}` is already registered (slot {}, `{}`)",
                     e.slot, e.path
                 ))
-                .hint("its directory is gone; `kinfra sandbox destroy` it by name, or `kinfra doctor --fix`"));
+                .hint(format!(
+                    "`kinfra sandbox destroy {id}` removes the old entry"
+                )));
             }
             let slot = super::allocate_slot(reg, config, wanted_slot)?;
             super::check_ports_free(config, reg, slot, error::FAILURE)?;
 
-            let source = if git::local_branch_exists(&main, &branch)?
-                || git::ref_exists(&main, &format!("refs/remotes/origin/{branch}"))?
-            {
-                BranchSource::Existing(branch.clone())
-            } else {
-                let start = git::head_commit(&repo.toplevel)?.ok_or_else(|| {
-                    Error::usage("the repository has no commits yet")
-                        .hint("commit something first: a worktree needs a commit to check out")
-                })?;
-                BranchSource::New {
-                    branch: branch.clone(),
-                    start,
-                }
-            };
-            git::worktree_add(&main, &path, &source).map_err(|e| {
-                Error::usage(format!("git could not create the worktree: {e}")).hint(
-                    "is the branch already checked out in another worktree? (`git worktree list`)",
-                )
-            })?;
-            made = Some(path.clone());
+            if !resume {
+                add_worktree(repo, &main, &path, &branch)?;
+                made = Some(path.clone());
+                crate::crashpoint::hit("create:after-worktree");
+            }
 
             super::copy_files(config, &path);
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &path, &id, slot, &created_at)?;
+            crate::crashpoint::hit("create:after-env-file");
             reg.insert_sandbox(Entry {
                 instance_id: id.clone(),
                 slot,
@@ -138,6 +135,29 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     ));
     output::data(&path.display().to_string());
     Ok(0)
+}
+
+/// `git worktree add` of `branch` (checked out if it exists, else created from the
+/// current HEAD).
+fn add_worktree(repo: &git::RepoInfo, main: &Path, path: &Path, branch: &str) -> Result<()> {
+    let source = if git::local_branch_exists(main, branch)?
+        || git::ref_exists(main, &format!("refs/remotes/origin/{branch}"))?
+    {
+        BranchSource::Existing(branch.to_string())
+    } else {
+        let start = git::head_commit(&repo.toplevel)?.ok_or_else(|| {
+            Error::usage("the repository has no commits yet")
+                .hint("commit something first: a worktree needs a commit to check out")
+        })?;
+        BranchSource::New {
+            branch: branch.to_string(),
+            start,
+        }
+    };
+    git::worktree_add(main, path, &source).map_err(|e| {
+        Error::usage(format!("git could not create the worktree: {e}"))
+            .hint("is the branch already checked out in another worktree? (`git worktree list`)")
+    })
 }
 
 fn exists_error(path: &std::path::Path) -> Error {

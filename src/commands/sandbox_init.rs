@@ -87,6 +87,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &root, &id, slot, &created_at)?;
             wrote = true;
+            crate::crashpoint::hit("init:after-env-file");
             reg.insert_sandbox(Entry {
                 instance_id: id.clone(),
                 slot,

@@ -1,0 +1,107 @@
+//! `kinfra doctor [--fix] [--json] [--rescue-days N]`
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::context::Ctx;
+use crate::doctor::{self, Fix, Inputs};
+use crate::error::{Error, Result};
+use crate::output;
+use crate::registry::Registry;
+use crate::status;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Apply the repairs that cannot lose data; print the command for the rest.
+    #[arg(long)]
+    pub fix: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Rescue refs older than this many days are listed (and deleted with --fix).
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub rescue_days: u64,
+}
+
+pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
+    let config = &ctx.config;
+    let registry = Registry::load(&config.registry_path);
+    let mut mains: Vec<PathBuf> = ctx.repo.iter().map(|r| r.main_root.clone()).collect();
+    if let Ok(reg) = &registry {
+        for e in reg.all() {
+            let parent = e.parent_repo.as_deref().map(PathBuf::from);
+            if let Some(p) = parent.filter(|p| p.is_dir() && !mains.contains(p)) {
+                mains.push(p);
+            }
+        }
+    }
+    let containers = status::all_containers();
+    if let Err(e) = &containers {
+        output::warn(&format!(
+            "Docker did not answer ({e}); container checks skipped"
+        ));
+    }
+    let inputs = Inputs {
+        registry,
+        containers: containers.ok(),
+        volumes: crate::docker::all_project_volumes().ok(),
+        mains: mains.clone(),
+        rescue_max_age_days: args.rescue_days,
+    };
+    let findings = doctor::examine(config, &inputs);
+    let mut reported = Vec::new();
+    let mut remaining = 0;
+    for f in &findings {
+        let fixed = match (&f.fix, args.fix) {
+            (Fix::Auto(action), true) => match doctor::apply(config, action, &mains) {
+                Ok(what) => {
+                    if !args.json {
+                        output::done(&what);
+                    }
+                    true
+                }
+                Err(e) => {
+                    output::warn(&format!("could not fix {}: {e}", f.subject));
+                    false
+                }
+            },
+            _ => false,
+        };
+        if !fixed {
+            remaining += 1;
+        }
+        reported.push(f.report(fixed));
+    }
+    if args.json {
+        output::data(
+            &json!({
+                "schema_version": 1,
+                "registry": config.registry_path,
+                "findings": reported,
+                "remaining": remaining,
+            })
+            .to_string(),
+        );
+    } else if findings.is_empty() {
+        output::done(&format!(
+            "no problems found (registry `{}`)",
+            config.registry_path.display()
+        ));
+    } else {
+        for r in reported.iter().filter(|r| !r.fixed) {
+            output::data(&format!("✗ [{}] {}", r.kind, r.message));
+            output::data(&format!("    fix: {}", r.fix));
+        }
+    }
+    if remaining > 0 {
+        let auto = reported.iter().filter(|r| r.auto && !r.fixed).count();
+        let mut err = Error::failure(format!("{remaining} problem(s) need attention"));
+        if auto > 0 && !args.fix {
+            err = err.hint(format!(
+                "{auto} of them can be repaired safely with `kinfra doctor --fix`"
+            ));
+        }
+        return Err(err);
+    }
+    Ok(0)
+}

@@ -1,0 +1,649 @@
+//! `doctor`: compare the registry, the instance directories and env files, `git
+//! worktree list`, and Docker's compose projects; report every disagreement with its
+//! fix, and apply the fixes that cannot lose data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::envfile::EnvFile;
+use crate::git;
+use crate::layout;
+use crate::registry::{Entry, Registry, RegistryError, canonical};
+use crate::status::Container;
+use crate::timefmt;
+
+/// A repair `--fix` may apply: none of these can lose data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Drop a registry entry whose directory is gone and which Docker holds nothing of.
+    Unregister { id: String, local_prod: bool },
+    /// Write a missing env file from the registry entry.
+    WriteEnv { entry: Entry },
+    /// Register a worktree a killed `create` left with its env file.
+    Register { entry: Entry },
+    /// `git worktree prune`: forget worktrees whose directories are gone.
+    PruneWorktrees { main: PathBuf },
+    /// Delete a rescue ref older than the age limit.
+    DeleteRef { main: PathBuf, refname: String },
+    /// Remove a temp file a killed registry write left.
+    RemoveFile { path: PathBuf },
+    /// Move an unparsable registry aside and rebuild it from the env files on disk.
+    RebuildRegistry,
+}
+
+/// How a finding is repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// `doctor --fix` does it.
+    Auto(Action),
+    /// The user runs this (it could lose data, so kinfra does not).
+    Command(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: &'static str,
+    pub subject: String,
+    pub message: String,
+    pub fix: Fix,
+}
+
+/// A finding as reported (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Reported {
+    pub kind: &'static str,
+    pub subject: String,
+    pub message: String,
+    pub fix: String,
+    pub auto: bool,
+    pub fixed: bool,
+}
+
+/// What the machine holds, gathered once.
+pub struct Inputs {
+    pub registry: Result<Registry, RegistryError>,
+    /// `None` when Docker did not answer.
+    pub containers: Option<Vec<Container>>,
+    pub volumes: Option<Vec<(String, String)>>,
+    /// Main repositories to inspect (the current one and every `parent_repo`).
+    pub mains: Vec<PathBuf>,
+    pub rescue_max_age_days: u64,
+}
+
+/// Containers and volumes Docker holds for one project (`None`: Docker did not answer).
+#[derive(Debug, Default)]
+struct Held {
+    containers: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.volumes.is_empty()
+    }
+}
+
+fn held(inputs: &Inputs, id: &str) -> Option<Held> {
+    let containers = inputs.containers.as_ref()?;
+    let volumes = inputs.volumes.as_ref()?;
+    Some(Held {
+        containers: containers
+            .iter()
+            .filter(|c| c.project == id)
+            .map(|c| c.name.clone())
+            .collect(),
+        volumes: volumes
+            .iter()
+            .filter(|(p, _)| p == id)
+            .map(|(_, v)| v.clone())
+            .collect(),
+    })
+}
+
+/// Every finding, in a stable order.
+pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let registry = match &inputs.registry {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(Finding {
+                kind: "corrupt-registry",
+                subject: config.registry_path.display().to_string(),
+                message: e.to_string(),
+                fix: Fix::Auto(Action::RebuildRegistry),
+            });
+            return out;
+        }
+    };
+    let docker_holds = |id: &str| held(inputs, id);
+
+    // Registered instances.
+    let entries: Vec<(&Entry, bool)> = registry
+        .instances
+        .iter()
+        .map(|e| (e, false))
+        .chain(registry.local_prod.iter().map(|e| (e, true)))
+        .collect();
+    for (entry, local_prod) in &entries {
+        examine_entry(config, entry, *local_prod, inputs, &mut out);
+    }
+
+    // Slots.
+    let mut by_slot: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    for e in &registry.instances {
+        by_slot.entry(e.slot).or_default().push(&e.instance_id);
+        if !(1..=config.slot_count).contains(&e.slot) {
+            out.push(Finding {
+                kind: "slot-out-of-range",
+                subject: e.instance_id.clone(),
+                message: format!(
+                    "sandbox `{}` has slot {}, outside 1..={}",
+                    e.instance_id, e.slot, config.slot_count
+                ),
+                fix: Fix::Command(format!("kinfra sandbox destroy {} --yes", e.instance_id)),
+            });
+        }
+    }
+    for (slot, ids) in by_slot.iter().filter(|(_, ids)| ids.len() > 1) {
+        out.push(Finding {
+            kind: "slot-collision",
+            subject: ids.join(", "),
+            message: format!("slot {slot} is held by {}", ids.join(" and ")),
+            fix: Fix::Command(format!(
+                "kinfra sandbox destroy {} --yes",
+                ids[ids.len() - 1]
+            )),
+        });
+    }
+
+    // Docker projects that look like ours but are not registered.
+    if let (Some(containers), Some(volumes)) = (&inputs.containers, &inputs.volumes) {
+        let registered: BTreeSet<&str> = entries
+            .iter()
+            .map(|(e, _)| e.instance_id.as_str())
+            .collect();
+        let ours = |p: &str| p.starts_with(&config.sandbox_prefix) || p == config.local_prod_id;
+        let projects: BTreeSet<&str> = containers
+            .iter()
+            .map(|c| c.project.as_str())
+            .chain(volumes.iter().map(|(p, _)| p.as_str()))
+            .filter(|p| ours(p) && !registered.contains(p))
+            .collect();
+        for project in projects {
+            let h = docker_holds(project).unwrap_or_default();
+            let (cs, vs) = (h.containers, h.volumes);
+            let mut cmds = Vec::new();
+            if !cs.is_empty() {
+                cmds.push(format!("docker rm -f {}", cs.join(" ")));
+            }
+            if !vs.is_empty() {
+                cmds.push(format!("docker volume rm {}", vs.join(" ")));
+            }
+            out.push(Finding {
+                kind: "unregistered-docker-project",
+                subject: project.to_string(),
+                message: format!(
+                    "Docker holds {} container(s) and {} volume(s) of `{project}`, which is not registered{}",
+                    cs.len(),
+                    vs.len(),
+                    if vs.is_empty() { "" } else { "; a new instance of that name would reuse its volumes" }
+                ),
+                fix: Fix::Command(cmds.join(" && ")),
+            });
+        }
+    }
+
+    // Worktrees and rescue refs of the main repositories.
+    for main in &inputs.mains {
+        examine_repo(config, registry, main, inputs.rescue_max_age_days, &mut out);
+    }
+
+    // Temp files of a registry write that was killed before its rename.
+    if let (Some(dir), Some(name)) = (
+        config.registry_path.parent(),
+        config.registry_path.file_name(),
+    ) {
+        let prefix = format!(".{}.tmp.", name.to_string_lossy());
+        for tmp in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if tmp.file_name().to_string_lossy().starts_with(&prefix) {
+                out.push(Finding {
+                    kind: "leftover-temp-file",
+                    subject: tmp.path().display().to_string(),
+                    message: format!(
+                        "`{}` is left from an interrupted registry write (the registry itself is intact)",
+                        tmp.path().display()
+                    ),
+                    fix: Fix::Auto(Action::RemoveFile { path: tmp.path() }),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn examine_entry(
+    config: &Config,
+    entry: &Entry,
+    local_prod: bool,
+    inputs: &Inputs,
+    out: &mut Vec<Finding>,
+) {
+    let id = &entry.instance_id;
+    let path = entry.path();
+    let destroy_cmd = if local_prod {
+        "kinfra local-prod destroy --yes".to_string()
+    } else {
+        format!("kinfra sandbox destroy {id} --yes")
+    };
+    if !path.is_dir() {
+        let fix = match held(inputs, id) {
+            Some(h) if h.is_empty() => Fix::Auto(Action::Unregister {
+                id: id.clone(),
+                local_prod,
+            }),
+            Some(_) => Fix::Command(destroy_cmd.clone()),
+            None => Fix::Command(format!("start Docker, then `{destroy_cmd}`")),
+        };
+        let held = match held(inputs, id) {
+            Some(h) if !h.is_empty() => format!(
+                "; Docker still holds {} container(s) and {} volume(s) of it",
+                h.containers.len(),
+                h.volumes.len()
+            ),
+            _ => String::new(),
+        };
+        out.push(Finding {
+            kind: if local_prod {
+                "stale-local-prod"
+            } else {
+                "stale-entry"
+            },
+            subject: id.clone(),
+            message: format!(
+                "`{id}` is registered at `{}`, which no longer exists{held}",
+                entry.path
+            ),
+            fix,
+        });
+        return;
+    }
+    let env_path = path.join(&config.env_file);
+    if !env_path.exists() {
+        out.push(Finding {
+            kind: "missing-env-file",
+            subject: id.clone(),
+            message: format!("`{}` is missing", env_path.display()),
+            fix: Fix::Auto(Action::WriteEnv {
+                entry: entry.clone(),
+            }),
+        });
+        return;
+    }
+    let regenerate = format!(
+        "rm {} && kinfra doctor --fix",
+        crate::process::shell_quote(&env_path.display().to_string())
+    );
+    let env = match EnvFile::load(&env_path) {
+        Ok(env) => env,
+        Err(e) => {
+            out.push(Finding {
+                kind: "unreadable-env-file",
+                subject: id.clone(),
+                message: e.to_string(),
+                fix: Fix::Command(regenerate),
+            });
+            return;
+        }
+    };
+    let mut problems = Vec::new();
+    if env.get("INSTANCE_ID") != Some(id.as_str()) {
+        problems.push(format!(
+            "INSTANCE_ID is `{}`, registry says `{id}`",
+            env.get("INSTANCE_ID").unwrap_or("")
+        ));
+    }
+    if env.get("SLOT_NUMBER") != Some(entry.slot.to_string().as_str()) {
+        problems.push(format!(
+            "SLOT_NUMBER is `{}`, registry says {}",
+            env.get("SLOT_NUMBER").unwrap_or(""),
+            entry.slot
+        ));
+    }
+    if let Ok(ports) = config.ports.for_slot(entry.slot) {
+        for p in ports {
+            let want = p.port.to_string();
+            if env.get(&p.key) != Some(want.as_str()) {
+                problems.push(format!(
+                    "{} is `{}`, slot {} uses {want}",
+                    p.key,
+                    env.get(&p.key).unwrap_or(""),
+                    entry.slot
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        out.push(Finding {
+            kind: "env-file-disagrees",
+            subject: id.clone(),
+            message: format!(
+                "`{}` disagrees with the registry: {}",
+                env_path.display(),
+                problems.join("; ")
+            ),
+            fix: Fix::Command(regenerate),
+        });
+    }
+    let worktree_main = entry
+        .parent_repo
+        .as_deref()
+        .map(Path::new)
+        .filter(|m| entry.is_worktree && !local_prod && m.is_dir());
+    if let Some(main) = worktree_main {
+        let here = canonical(path);
+        let known = git::worktree_list(main)
+            .map(|l| l.iter().any(|w| canonical(&w.path) == here))
+            .unwrap_or(true);
+        if !known {
+            out.push(Finding {
+                kind: "unknown-worktree",
+                subject: id.clone(),
+                message: format!(
+                    "`{}` is registered as a worktree of `{}`, but git does not list it",
+                    entry.path,
+                    main.display()
+                ),
+                fix: Fix::Command(format!(
+                    "git -C {} worktree repair {}",
+                    crate::process::shell_quote(&main.display().to_string()),
+                    crate::process::shell_quote(&entry.path)
+                )),
+            });
+        }
+    }
+}
+
+fn examine_repo(
+    config: &Config,
+    registry: &Registry,
+    main: &Path,
+    max_age_days: u64,
+    out: &mut Vec<Finding>,
+) {
+    let Ok(list) = git::worktree_list(main) else {
+        return;
+    };
+    if list.iter().any(|w| w.prunable) {
+        out.push(Finding {
+            kind: "prunable-worktrees",
+            subject: main.display().to_string(),
+            message: format!(
+                "`{}` lists worktrees whose directories are gone",
+                main.display()
+            ),
+            fix: Fix::Auto(Action::PruneWorktrees {
+                main: main.to_owned(),
+            }),
+        });
+    }
+    for wt in list.iter().skip(1).filter(|w| !w.prunable) {
+        let Some(name) = wt
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        let Some(slug) = name.strip_prefix(&config.sandbox_prefix) else {
+            continue;
+        };
+        if registry.at_path(&wt.path).is_some() {
+            continue;
+        }
+        let env_path = wt.path.join(&config.env_file);
+        let env = EnvFile::load(&env_path).ok();
+        let slot = env
+            .as_ref()
+            .filter(|e| e.get("INSTANCE_ID") == Some(name.as_str()))
+            .and_then(|e| e.require_number("SLOT_NUMBER", 1..=config.slot_count).ok());
+        let adoptable = slot
+            .filter(|s| registry.slot_holder(*s).is_none() && registry.sandbox(&name).is_none());
+        let fix = match (adoptable, &env) {
+            (Some(slot), Some(env)) => Fix::Auto(Action::Register {
+                entry: Entry {
+                    instance_id: name.clone(),
+                    slot,
+                    path: wt.path.display().to_string(),
+                    created_at: env
+                        .get("CREATED_AT")
+                        .map_or_else(timefmt::now_iso, str::to_string),
+                    is_worktree: true,
+                    parent_repo: Some(main.display().to_string()),
+                },
+            }),
+            _ => Fix::Command(format!(
+                "cd {} && kinfra sandbox create {slug}   (finishes an interrupted create), or `git -C {} worktree remove {}`",
+                crate::process::shell_quote(&main.display().to_string()),
+                crate::process::shell_quote(&main.display().to_string()),
+                crate::process::shell_quote(&wt.path.display().to_string()),
+            )),
+        };
+        out.push(Finding {
+            kind: "unregistered-worktree",
+            subject: name.clone(),
+            message: format!(
+                "worktree `{}` looks like a sandbox but is not registered{}",
+                wt.path.display(),
+                if env.is_some() {
+                    ""
+                } else {
+                    " (and has no env file)"
+                }
+            ),
+            fix,
+        });
+    }
+    let lp_path = config.local_prod_path(main);
+    if lp_path.is_dir() && registry.local_prod.is_none() && lp_path.join(".git").exists() {
+        out.push(Finding {
+            kind: "unregistered-local-prod",
+            subject: lp_path.display().to_string(),
+            message: format!("`{}` looks like local-prod but no local-prod is registered", lp_path.display()),
+            fix: Fix::Command(format!(
+                "cd {} && kinfra local-prod create   (finishes an interrupted create; or `kinfra local-prod init` inside it)",
+                crate::process::shell_quote(&main.display().to_string())
+            )),
+        });
+    }
+    if let Ok(refs) = git::rescue_refs(main) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let limit = i64::try_from(max_age_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        for (refname, time) in refs {
+            let age_days = (now - time) / 86_400;
+            if now - time > limit {
+                out.push(Finding {
+                    kind: "old-rescue-ref",
+                    subject: refname.clone(),
+                    message: format!(
+                        "rescue ref `{refname}` in `{}` is {age_days} days old",
+                        main.display()
+                    ),
+                    fix: Fix::Auto(Action::DeleteRef {
+                        main: main.to_owned(),
+                        refname,
+                    }),
+                });
+            }
+        }
+    }
+}
+
+/// Apply one repair. Registry changes go through the locked update.
+pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<String, String> {
+    let update = |f: &dyn Fn(&mut Registry)| {
+        crate::registry::update(
+            &config.registry_path,
+            &config.registry_lock_path(),
+            |reg| -> Result<(), RegistryError> {
+                f(reg);
+                Ok(())
+            },
+        )
+        .map_err(|e| e.to_string())
+    };
+    match action {
+        Action::Unregister { id, local_prod } => {
+            let local_prod = *local_prod;
+            update(&|reg: &mut Registry| {
+                if local_prod {
+                    if reg
+                        .local_prod
+                        .as_ref()
+                        .is_some_and(|e| &e.instance_id == id)
+                    {
+                        reg.local_prod = None;
+                    }
+                } else {
+                    reg.remove_sandbox(id);
+                }
+            })?;
+            Ok(format!("unregistered `{id}`"))
+        }
+        Action::WriteEnv { entry } => {
+            let vars = layout::env_vars(config, &entry.instance_id, entry.slot, &entry.created_at)
+                .map_err(|e| e.to_string())?;
+            let path = entry.path().join(&config.env_file);
+            crate::envfile::save(&path, &vars).map_err(|e| e.to_string())?;
+            Ok(format!("wrote `{}`", path.display()))
+        }
+        Action::Register { entry } => {
+            let mut done = false;
+            crate::registry::update(
+                &config.registry_path,
+                &config.registry_lock_path(),
+                |reg| -> Result<(), RegistryError> {
+                    if reg.slot_holder(entry.slot).is_none()
+                        && reg.sandbox(&entry.instance_id).is_none()
+                    {
+                        reg.insert_sandbox(entry.clone());
+                        done = true;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            if done {
+                Ok(format!(
+                    "registered `{}` on slot {}",
+                    entry.instance_id, entry.slot
+                ))
+            } else {
+                Err(format!("slot {} was taken meanwhile", entry.slot))
+            }
+        }
+        Action::PruneWorktrees { main } => {
+            git::worktree_prune(main).map_err(|e| e.to_string())?;
+            Ok(format!("pruned worktrees of `{}`", main.display()))
+        }
+        Action::DeleteRef { main, refname } => {
+            git::git(main)
+                .args(["update-ref", "-d", refname])
+                .run()
+                .map_err(|e| e.to_string())?;
+            Ok(format!("deleted `{refname}`"))
+        }
+        Action::RemoveFile { path } => {
+            std::fs::remove_file(path).map_err(|e| e.to_string())?;
+            Ok(format!("removed `{}`", path.display()))
+        }
+        Action::RebuildRegistry => rebuild_registry(config, mains),
+    }
+}
+
+/// Move the unparsable registry aside (kept as a backup) and rebuild it from the env
+/// files of the worktrees and local-prod next to the known main repositories.
+fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String> {
+    let _guard = crate::registry::lock(&config.registry_lock_path()).map_err(|e| e.to_string())?;
+    let path = &config.registry_path;
+    if crate::registry::Registry::load(path).is_ok() {
+        return Err("the registry parses now; nothing to rebuild".into());
+    }
+    let mut reg = Registry::default();
+    for main in mains {
+        let Ok(list) = git::worktree_list(main) else {
+            continue;
+        };
+        for (i, wt) in list.iter().enumerate() {
+            let Ok(env) = EnvFile::load(&wt.path.join(&config.env_file)) else {
+                continue;
+            };
+            let (Some(id), Ok(slot)) = (
+                env.get("INSTANCE_ID"),
+                env.require_number("SLOT_NUMBER", 1..=config.slot_count),
+            ) else {
+                continue;
+            };
+            if reg.sandbox(id).is_some() || reg.slot_holder(slot).is_some() {
+                continue;
+            }
+            reg.instances.push(Entry {
+                instance_id: id.to_string(),
+                slot,
+                path: canonical(&wt.path).display().to_string(),
+                created_at: env.get("CREATED_AT").unwrap_or_default().to_string(),
+                is_worktree: i > 0,
+                parent_repo: (i > 0).then(|| main.display().to_string()),
+            });
+        }
+        let lp = config.local_prod_path(main);
+        let lp_env = EnvFile::load(&lp.join(&config.env_file)).ok();
+        if let Some(env) = lp_env.filter(|e| {
+            reg.local_prod.is_none() && e.get("INSTANCE_ID") == Some(config.local_prod_id.as_str())
+        }) {
+            reg.local_prod = Some(Entry {
+                instance_id: config.local_prod_id.clone(),
+                slot: 0,
+                path: canonical(&lp).display().to_string(),
+                created_at: env.get("CREATED_AT").unwrap_or_default().to_string(),
+                is_worktree: false,
+                parent_repo: Some(main.display().to_string()),
+            });
+        }
+    }
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(format!(".corrupt-{}", timefmt::now_compact()));
+    let backup = PathBuf::from(backup);
+    std::fs::rename(path, &backup).map_err(|e| format!("cannot move the registry aside: {e}"))?;
+    crate::fsutil::write_atomically(path, reg.to_json().as_bytes()).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "moved the corrupt registry to `{}` and rebuilt it with {} sandbox(es){} found on disk",
+        backup.display(),
+        reg.instances.len(),
+        if reg.local_prod.is_some() {
+            " and local-prod"
+        } else {
+            ""
+        }
+    ))
+}
+
+impl Finding {
+    pub fn report(&self, fixed: bool) -> Reported {
+        Reported {
+            kind: self.kind,
+            subject: self.subject.clone(),
+            message: self.message.clone(),
+            fix: match &self.fix {
+                Fix::Command(c) => c.clone(),
+                Fix::Auto(_) => "kinfra doctor --fix".into(),
+            },
+            auto: matches!(self.fix, Fix::Auto(_)),
+            fixed,
+        }
+    }
+}
