@@ -397,12 +397,13 @@ fn examine_repo(
         else {
             continue;
         };
-        let Some(slug) = name.strip_prefix(&config.sandbox_prefix) else {
-            continue;
-        };
         if registry.at_path(&wt.path).is_some() {
             continue;
         }
+        let Some(slug) = name.strip_prefix(&config.sandbox_prefix) else {
+            report_stray_env_file(config, &wt.path, out);
+            continue;
+        };
         let env_path = wt.path.join(&config.env_file);
         let env = EnvFile::load(&env_path).ok();
         let slot = env
@@ -446,6 +447,9 @@ fn examine_repo(
             fix,
         });
     }
+    if let Some(first) = list.first().filter(|w| registry.at_path(&w.path).is_none()) {
+        report_stray_env_file(config, &first.path, out);
+    }
     let lp_path = config.local_prod_path(main);
     if lp_path.is_dir() && registry.local_prod.is_none() && lp_path.join(".git").exists() {
         out.push(Finding {
@@ -481,6 +485,33 @@ fn examine_repo(
             }
         }
     }
+}
+
+/// A checkout (not named like a sandbox) with an env file but no registry entry: what
+/// an `init` killed half-way leaves.
+fn report_stray_env_file(config: &Config, path: &Path, out: &mut Vec<Finding>) {
+    let env_path = path.join(&config.env_file);
+    if !env_path.is_file() {
+        return;
+    }
+    let q = |p: &Path| crate::process::shell_quote(&p.display().to_string());
+    let is_local_prod = EnvFile::load(&env_path)
+        .is_ok_and(|e| e.get("INSTANCE_ID") == Some(config.local_prod_id.as_str()));
+    let init = if is_local_prod {
+        "local-prod init"
+    } else {
+        "sandbox init"
+    };
+    out.push(Finding {
+        kind: "unregistered-env-file",
+        subject: path.display().to_string(),
+        message: format!("`{}` has an env file but is not registered", path.display()),
+        fix: Fix::Command(format!(
+            "cd {} && kinfra {init}   (finishes an interrupted init), or `rm {}`",
+            q(path),
+            q(&env_path)
+        )),
+    });
 }
 
 /// Apply one repair. Registry changes go through the locked update.

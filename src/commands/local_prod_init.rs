@@ -21,15 +21,20 @@ pub fn run(ctx: &Ctx, _args: &Args) -> Result<u8> {
     ctx.check_origin(repo)?;
     let root = canonical(&repo.toplevel);
     let env_path = root.join(&config.env_file);
-    if env_path.exists() {
+    let id = config.local_prod_id.clone();
+    let resume = super::is_interrupted_init(ctx, &root, &id)?;
+    if env_path.exists() && !resume {
         return Err(Error::failure(format!(
             "`{}` is already initialized (`{}` exists)",
             root.display(),
             config.env_file
         )));
     }
-    let id = config.local_prod_id.clone();
-    super::check_no_leftovers(&id)?;
+    if resume {
+        crate::output::note("resuming an interrupted init");
+    } else {
+        super::check_no_leftovers(&id)?;
+    }
     let mut wrote = false;
     registry::update(
         &config.registry_path,

@@ -301,3 +301,17 @@ pub fn is_orphan_worktree(
         .iter()
         .all(|f| ours.contains(&f.as_str())))
 }
+
+/// Whether `root` holds what an `init` killed half-way leaves: an env file naming `id`
+/// while nothing is registered at `root` or under `id`.
+pub fn is_interrupted_init(ctx: &crate::context::Ctx, root: &Path, id: &str) -> Result<bool> {
+    let env_path = root.join(&ctx.config.env_file);
+    if !env_path.is_file() {
+        return Ok(false);
+    }
+    let names_id =
+        envfile::EnvFile::load(&env_path).is_ok_and(|e| e.get("INSTANCE_ID") == Some(id));
+    let registry = ctx.registry()?;
+    let known = registry.at_path(root).is_some() || registry.all().any(|e| e.instance_id == id);
+    Ok(names_id && !known)
+}

@@ -51,7 +51,8 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         .map(|s| super::sandbox_slot(s, config))
         .transpose()?;
     let env_path = root.join(&config.env_file);
-    if env_path.exists() {
+    let resume = super::is_interrupted_init(ctx, &root, &id)?;
+    if env_path.exists() && !resume {
         return Err(Error::failure(format!(
             "`{}` is already initialized (`{}` exists)",
             root.display(),
@@ -59,7 +60,11 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         ))
         .hint("see `kinfra sandbox list`; `kinfra doctor` explains a stray env file"));
     }
-    super::check_no_leftovers(&id)?;
+    if resume {
+        crate::output::note("resuming an interrupted init");
+    } else {
+        super::check_no_leftovers(&id)?;
+    }
 
     let mut wrote = false;
     let slot = registry::update(
