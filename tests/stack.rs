@@ -753,3 +753,104 @@ fn shell_exit_code_and_logs() {
         "logs lack the backend's start line: {run:?}"
     );
 }
+
+/// Writes a stand-in for the 1Password CLI (`op` cannot be installed here) into
+/// `<dir>/fake-op-bin`: it answers `op item get hello-dev --format json` with one
+/// concealed field holding `secret`, and fails like `op` for any other item.
+fn fake_op_bin(dir: &Path, secret: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("fake-op-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in\n  *'item get hello-dev '*) printf '%s' '{{\"fields\":[{{\"type\":\"CONCEALED\",\"label\":\"api-secret\",\"value\":\"{secret}\"}},{{\"type\":\"STRING\",\"label\":\"user\",\"value\":\"me\"}}]}}' ;;\n  *) echo '[ERROR] \"x\" isn'\"'\"'t an item' >&2; exit 1 ;;\nesac\n"
+    );
+    let op = bin.join("op");
+    std::fs::write(&op, script).unwrap();
+    std::fs::set_permissions(&op, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Secrets (SPEC section 10): passed to compose only through the child environment —
+/// never written to disk or printed; a missing `op` is a warning for a sandbox (insecure
+/// defaults) and an error for local-prod unless `--no-secrets`.
+#[test]
+fn secrets_reach_compose_only_through_the_environment() {
+    let mut st = Stack::new("secrets", &[0, 3]);
+    // The app asks for one 1Password item; commit that config so worktrees get it.
+    let toml = st.main.join("kinfra.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(
+        "\n[secrets]\ntimeout = 10\nitems = [{ item = \"hello-dev\", fields = { \"api-secret\" = \"HELLO_SECRET\" } }]\n",
+    );
+    std::fs::write(&toml, text).unwrap();
+    st.env.git(&st.main, &["commit", "-q", "-am", "secrets"]);
+    let sb = st.create("s", 3);
+
+    let secret = format!("s3cret-{}-value", std::process::id());
+    let bin = fake_op_bin(st.env.root.path(), &secret);
+    let path_with_op = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = st.kinfra_with(
+        &sb.path,
+        &["sandbox", "up", "--timeout", "60"],
+        &[("PATH", &path_with_op)],
+    );
+    run.assert_code(0);
+    let backend = container_of(&sb.id, "backend");
+    let seen = docker_ok(&["exec", &backend.id, "sh", "-c", "printf %s \"$HELLO_SECRET\""]);
+    assert_eq!(seen, secret, "the backend did not get the secret");
+    assert!(
+        !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
+        "the secret was printed: {run:?}"
+    );
+    // Nowhere on disk: not in the worktree (env file included), not under HOME.
+    let grep = Command::new("grep")
+        .args(["-r", "-l", "-F", &secret])
+        .arg(&sb.path)
+        .arg(&st.env.home)
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "the secret was written to: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+
+    // Without `op`: a sandbox warns and starts with the insecure default.
+    let run = st.kinfra(&sb.path, &["sandbox", "up", "--timeout", "60"]);
+    run.assert_code(0);
+    run.assert_stderr_contains("`op` is not installed");
+    run.assert_stderr_contains("insecure defaults");
+    let backend = container_of(&sb.id, "backend");
+    let seen = docker_ok(&["exec", &backend.id, "sh", "-c", "printf %s \"$HELLO_SECRET\""]);
+    assert_eq!(seen, "insecure-default");
+
+    // local-prod refuses to start without its secrets, before touching Docker.
+    st.claim_local_prod();
+    let prod = PathBuf::from(
+        st.kinfra(&sb.path, &["local-prod", "create"])
+            .assert_code(0)
+            .stdout
+            .trim(),
+    );
+    let run = st.kinfra(&prod, &["local-prod", "up", "--timeout", "60"]);
+    run.assert_code(1);
+    run.assert_stderr_contains("cannot load secrets for local-prod");
+    run.assert_stderr_contains("--no-secrets");
+    assert!(
+        containers(LOCAL_PROD_ID).is_empty(),
+        "local-prod started without its secrets"
+    );
+    let run = st.kinfra_with(
+        &prod,
+        &["local-prod", "up", "--timeout", "60", "--no-wait"],
+        &[("PATH", &path_with_op)],
+    );
+    run.assert_code(0);
+    let backend = container_of(LOCAL_PROD_ID, "backend");
+    let seen = docker_ok(&["exec", &backend.id, "sh", "-c", "printf %s \"$HELLO_SECRET\""]);
+    assert_eq!(seen, secret);
+}
