@@ -800,7 +800,13 @@ fn secrets_reach_compose_only_through_the_environment() {
     );
     run.assert_code(0);
     let backend = container_of(&sb.id, "backend");
-    let seen = docker_ok(&["exec", &backend.id, "sh", "-c", "printf %s \"$HELLO_SECRET\""]);
+    let seen = docker_ok(&[
+        "exec",
+        &backend.id,
+        "sh",
+        "-c",
+        "printf %s \"$HELLO_SECRET\"",
+    ]);
     assert_eq!(seen, secret, "the backend did not get the secret");
     assert!(
         !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
@@ -825,7 +831,13 @@ fn secrets_reach_compose_only_through_the_environment() {
     run.assert_stderr_contains("`op` is not installed");
     run.assert_stderr_contains("insecure defaults");
     let backend = container_of(&sb.id, "backend");
-    let seen = docker_ok(&["exec", &backend.id, "sh", "-c", "printf %s \"$HELLO_SECRET\""]);
+    let seen = docker_ok(&[
+        "exec",
+        &backend.id,
+        "sh",
+        "-c",
+        "printf %s \"$HELLO_SECRET\"",
+    ]);
     assert_eq!(seen, "insecure-default");
 
     // local-prod refuses to start without its secrets, before touching Docker.
@@ -851,6 +863,12 @@ fn secrets_reach_compose_only_through_the_environment() {
     );
     run.assert_code(0);
     let backend = container_of(LOCAL_PROD_ID, "backend");
-    let seen = docker_ok(&["exec", &backend.id, "sh", "-c", "printf %s \"$HELLO_SECRET\""]);
+    let seen = docker_ok(&[
+        "exec",
+        &backend.id,
+        "sh",
+        "-c",
+        "printf %s \"$HELLO_SECRET\"",
+    ]);
     assert_eq!(seen, secret);
 }

@@ -2,9 +2,8 @@
 
 use std::io::IsTerminal;
 
-use crate::context::{self, Ctx, Want};
-use crate::docker;
-use crate::error::{Error, Result};
+use crate::context::{Ctx, Want};
+use crate::error::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,11 +18,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
-    let registry = ctx.registry()?;
-    let inst = context::current_instance(ctx, &registry, want)?;
-    let project = super::compose_project(&ctx.config, &inst)?;
-    docker::ensure_available()?;
-    let flavor = crate::compose::detect()?;
+    let running = super::resolve_running(ctx, want)?;
     let tail = args.tail.to_string();
     let mut sub = vec!["logs", "--tail", tail.as_str()];
     if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
@@ -35,9 +30,5 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
     if let Some(s) = &args.service {
         sub.push(s);
     }
-    let status = project
-        .command(flavor, &sub)
-        .status(true)
-        .map_err(|e| Error::failure(e.to_string()))?;
-    Ok(super::exit_code_of(status))
+    running.compose_attached(&sub)
 }

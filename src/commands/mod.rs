@@ -315,3 +315,47 @@ pub fn is_interrupted_init(ctx: &crate::context::Ctx, root: &Path, id: &str) -> 
     let known = registry.at_path(root).is_some() || registry.all().any(|e| e.instance_id == id);
     Ok(names_id && !known)
 }
+
+/// An instance resolved from the current directory, ready for compose calls.
+pub struct Running {
+    pub registry: Registry,
+    pub inst: crate::context::Instance,
+    pub project: crate::compose::Project,
+    pub flavor: crate::compose::Flavor,
+}
+
+/// Resolve "this instance" (SPEC 6.2/6.3 checks), its compose project, and make sure
+/// Docker and Compose answer before anything is run.
+pub fn resolve_running(ctx: &crate::context::Ctx, want: crate::context::Want) -> Result<Running> {
+    let registry = ctx.registry()?;
+    let inst = crate::context::current_instance(ctx, &registry, want)?;
+    let project = compose_project(&ctx.config, &inst)?;
+    docker::ensure_available()?;
+    let flavor = crate::compose::detect()?;
+    Ok(Running {
+        registry,
+        inst,
+        project,
+        flavor,
+    })
+}
+
+impl Running {
+    /// `compose <sub…>` with its progress on stderr; a failure names the command.
+    pub fn compose_streamed(&self, sub: &[&str]) -> Result<()> {
+        let cmd = self.project.command(self.flavor, sub).stdout_to_stderr();
+        output::verbose(&cmd.display());
+        cmd.run_streamed()
+            .map_err(|e| Error::failure(e.to_string()))
+    }
+
+    /// `compose <sub…>` attached to the terminal; its exit code is returned.
+    pub fn compose_attached(&self, sub: &[&str]) -> Result<u8> {
+        let cmd = self.project.command(self.flavor, sub);
+        output::verbose(&cmd.display());
+        let status = cmd
+            .status(true)
+            .map_err(|e| Error::failure(e.to_string()))?;
+        Ok(exit_code_of(status))
+    }
+}

@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::context::{self, Ctx, Want};
-use crate::docker;
+use crate::context::{Ctx, Want};
 use crate::error::{self, Error, Result};
 use crate::gate::{self, Check, CheckState};
 use crate::output;
@@ -29,16 +28,13 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
     let started = Instant::now();
     let config = &ctx.config;
-    let registry = ctx.registry()?;
-    let inst = context::current_instance(ctx, &registry, want)?;
-    let id = inst.entry.instance_id.clone();
-    let mut project = super::compose_project(config, &inst)?;
-    docker::ensure_available()?;
-    let flavor = crate::compose::detect()?;
+    let mut running = super::resolve_running(ctx, want)?;
+    let id = running.inst.entry.instance_id.clone();
+    let (inst, registry, flavor) = (&running.inst, &running.registry, running.flavor);
 
     // Port preflight: a port held by this instance's own containers is not a conflict.
-    let ports = super::instance_ports(config, &inst)?;
-    let conflicts = super::port_conflicts(&ports, Some(&id), &registry);
+    let ports = super::instance_ports(config, inst)?;
+    let conflicts = super::port_conflicts(&ports, Some(&id), registry);
     if !conflicts.is_empty() {
         return Err(Error::failure(format!("port conflict: {}", conflicts.join("; ")))
             .with_code(error::PORT_CONFLICT)
@@ -46,11 +42,12 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
     }
 
     // Secrets go only into the child's environment.
+    let mut secret_env = std::collections::BTreeMap::new();
     if !config.secrets.is_empty() && !args.no_secrets {
         match secrets::fetch(&config.secrets, Duration::from_secs(config.secrets_timeout)) {
             Ok(values) => {
                 output::verbose(&format!("{} secret(s) loaded", values.len()));
-                project.env.extend(values);
+                secret_env = values;
             }
             Err(e) if inst.is_local_prod => {
                 return Err(Error::failure(format!("cannot load secrets for local-prod: {e}"))
@@ -60,24 +57,16 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
         }
     }
 
+    running.project.env.extend(secret_env);
+
     output::note(&format!("starting `{id}` with {}", flavor.describe()));
     let mut sub = vec!["up", "-d", "--remove-orphans"];
     if args.build {
         sub.push("--build");
     }
-    let cmd = project.command(flavor, &sub).stdout_to_stderr();
-    output::verbose(&cmd.display());
-    let status = cmd
-        .status(false)
-        .map_err(|e| Error::failure(e.to_string()))?;
-    if !status.success() {
-        return Err(Error::failure(format!(
-            "`{}` failed ({})",
-            cmd.display(),
-            crate::process::describe_status(status)
-        ))
-        .hint("the compose output above says why"));
-    }
+    running
+        .compose_streamed(&sub)
+        .map_err(|e| e.hint("the compose output above says why"))?;
     if args.no_wait {
         output::done(&format!("`{id}` started (gate skipped: --no-wait)"));
         return Ok(0);
@@ -139,7 +128,8 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
         }
     }
     for service in &services {
-        let logs = project
+        let logs = running
+            .project
             .command(flavor, &["logs", "--no-color", "--tail", "20", service])
             .output();
         if let Ok(out) = logs {
