@@ -132,7 +132,17 @@ pub fn current_instance(ctx: &Ctx, registry: &Registry, want: Want) -> Result<In
         .hint(hint)
     };
     let repo = ctx.repo.as_ref().ok_or_else(not_here)?;
-    let root = find_instance_root(&ctx.cwd, &repo.toplevel, env_name).ok_or_else(not_here)?;
+    let Some(root) = find_instance_root(&ctx.cwd, &repo.toplevel, env_name) else {
+        // A registered instance that lost its env file says so, rather than "not here".
+        if let Some(e) = registry.at_path(&repo.toplevel) {
+            return Err(Error::failure(format!(
+                "`{}` is registered as `{}` but its `{env_name}` is missing",
+                e.path, e.instance_id
+            ))
+            .hint("`kinfra doctor --fix` writes it again from the registry"));
+        }
+        return Err(not_here());
+    };
     let env = EnvFile::load(&root.join(env_name))?;
     let id = env.require("INSTANCE_ID")?.to_string();
     let slot = env.require_number("SLOT_NUMBER", 0..=ctx.config.slot_count)?;

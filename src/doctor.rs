@@ -202,25 +202,11 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
     }
 
     // Temp files of a registry write that was killed before its rename.
-    if let (Some(dir), Some(name)) = (
-        config.registry_path.parent(),
-        config.registry_path.file_name(),
-    ) {
-        let prefix = format!(".{}.tmp.", name.to_string_lossy());
-        for tmp in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if tmp.file_name().to_string_lossy().starts_with(&prefix) {
-                out.push(Finding {
-                    kind: "leftover-temp-file",
-                    subject: tmp.path().display().to_string(),
-                    message: format!(
-                        "`{}` is left from an interrupted registry write (the registry itself is intact)",
-                        tmp.path().display()
-                    ),
-                    fix: Fix::Auto(Action::RemoveFile { path: tmp.path() }),
-                });
-            }
-        }
-    }
+    report_temp_files(
+        &config.registry_path,
+        "registry write (the registry itself is intact)",
+        &mut out,
+    );
     out
 }
 
@@ -271,6 +257,7 @@ fn examine_entry(
         return;
     }
     let env_path = path.join(&config.env_file);
+    report_temp_files(&env_path, "env-file write", out);
     if !env_path.exists() {
         out.push(Finding {
             kind: "missing-env-file",
@@ -451,7 +438,14 @@ fn examine_repo(
         report_stray_env_file(config, &first.path, out);
     }
     let lp_path = config.local_prod_path(main);
-    if lp_path.is_dir() && registry.local_prod.is_none() && lp_path.join(".git").exists() {
+    if registry.local_prod.is_none() {
+        report_temp_files(&lp_path.join(&config.env_file), "env-file write", out);
+    }
+    let lp_env_names_it = EnvFile::load(&lp_path.join(&config.env_file))
+        .is_ok_and(|e| e.get("INSTANCE_ID") == Some(config.local_prod_id.as_str()));
+    // A destroyed local-prod keeps its clone without an env file; only a clone that
+    // still says it is local-prod is left over from an interrupted create or init.
+    if registry.local_prod.is_none() && lp_env_names_it {
         out.push(Finding {
             kind: "unregistered-local-prod",
             subject: lp_path.display().to_string(),
@@ -484,6 +478,18 @@ fn examine_repo(
                 });
             }
         }
+    }
+}
+
+/// Temp files an atomic write of `target` left when it was killed before its rename.
+fn report_temp_files(target: &Path, what: &str, out: &mut Vec<Finding>) {
+    for tmp in crate::fsutil::leftover_temp_files(target) {
+        out.push(Finding {
+            kind: "leftover-temp-file",
+            subject: tmp.display().to_string(),
+            message: format!("`{}` is left from an interrupted {what}", tmp.display()),
+            fix: Fix::Auto(Action::RemoveFile { path: tmp }),
+        });
     }
 }
 
@@ -603,6 +609,12 @@ fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String
     let path = &config.registry_path;
     if crate::registry::Registry::load(path).is_ok() {
         return Err("the registry parses now; nothing to rebuild".into());
+    }
+    if mains.is_empty() {
+        return Err(
+            "no repository to rebuild from here; run `kinfra doctor --fix` inside a checkout of the project"
+                .into(),
+        );
     }
     let mut reg = Registry::default();
     for main in mains {

@@ -263,8 +263,25 @@ pub fn rescue(
             .args(["-m", &format!("kinfra rescue of {instance_id} at {stamp}")])
             .run()?;
         let sha = sha.trim().to_string();
-        let refname = format!("refs/kinfra/rescue/{instance_id}/{stamp}");
-        git(main).args(["update-ref", &refname, &sha]).run()?;
+        // Never overwrite an earlier rescue: the empty old value makes update-ref
+        // create-only, and a rescue in the same second gets a suffix.
+        let mut refname = format!("refs/kinfra/rescue/{instance_id}/{stamp}");
+        for n in 2.. {
+            let created = git(main)
+                .args(["update-ref", &refname, &sha, ""])
+                .output()?
+                .success();
+            if created || n > 100 {
+                break;
+            }
+            refname = format!("refs/kinfra/rescue/{instance_id}/{stamp}-{n}");
+        }
+        if !ref_exists(main, &refname)? {
+            return Err(GitError::Unexpected {
+                command: format!("git update-ref {refname}"),
+                output: "could not create a rescue ref".into(),
+            });
+        }
         Ok(Rescue {
             refname,
             commit: sha,

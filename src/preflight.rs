@@ -13,9 +13,18 @@ pub fn is_busy(port: u16) -> bool {
         || in_use(TcpListener::bind((Ipv6Addr::LOCALHOST, port)))
 }
 
-/// The ports of `ports` that are in use.
+/// The ports of `ports` that are in use. A port is only called busy when it stays busy
+/// for a moment: another kinfra's own bind test holds a port for microseconds.
 pub fn busy(ports: &[SlotPort]) -> Vec<SlotPort> {
-    ports.iter().filter(|p| is_busy(p.port)).cloned().collect()
+    let stays_busy = |port: u16| {
+        (0..3).all(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            }
+            is_busy(port)
+        })
+    };
+    ports.iter().filter(|p| stays_busy(p.port)).cloned().collect()
 }
 
 #[cfg(test)]

@@ -199,6 +199,10 @@ pub fn write_env_file(
     let vars = layout::env_vars(config, instance_id, slot, created_at)
         .map_err(|e| Error::failure(e.to_string()))?;
     let path = root.join(&config.env_file);
+    // Temp files of an earlier write that was killed before its rename.
+    for stale in crate::fsutil::leftover_temp_files(&path) {
+        let _ = std::fs::remove_file(stale);
+    }
     envfile::save(&path, &vars)
         .map_err(|e| Error::failure(format!("cannot write `{}`: {e}", path.display())))
 }
@@ -297,9 +301,10 @@ pub fn is_orphan_worktree(
     let ours: Vec<&str> = std::iter::once(config.env_file.as_str())
         .chain(config.copy_files.iter().map(|f| f.to.as_str()))
         .collect();
+    let env_tmp = format!(".{}.tmp.", config.env_file);
     Ok(crate::git::uncommitted(path)?
         .iter()
-        .all(|f| ours.contains(&f.as_str())))
+        .all(|f| ours.contains(&f.as_str()) || f.starts_with(&env_tmp)))
 }
 
 /// Whether `root` holds what an `init` killed half-way leaves: an env file naming `id`

@@ -56,7 +56,13 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         )));
     }
     // A worktree left by a create that was killed half-way is adopted, not refused.
-    let resume = path.exists() && super::is_orphan_worktree(config, &main, &path, &id, &branch)?;
+    let registered = {
+        let reg = ctx.registry()?;
+        reg.at_path(&path).is_some() || reg.sandbox(&id).is_some()
+    };
+    let resume = path.exists()
+        && !registered
+        && super::is_orphan_worktree(config, &main, &path, &id, &branch)?;
     if path.exists() && !resume {
         return Err(exists_error(&path));
     }
