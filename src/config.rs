@@ -301,7 +301,11 @@ fn parse_layer(path: &Path, text: &str) -> Result<Layer, ConfigError> {
 
 /// toml's messages span several lines with a caret; keep one line with the line number.
 fn one_line_toml_error(err: &toml::de::Error, text: &str) -> String {
-    let message = err.message().trim().to_string();
+    let message = err
+        .message()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     match err.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -347,9 +351,10 @@ fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config,
                 "port key `{key}` is not an environment variable name"
             )));
         }
-        let spec: PortSpec = value
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid(format!("`ports.{key}`: {}", e.message())))?;
+        let spec: PortSpec = value.try_into().map_err(|e: toml::de::Error| {
+            let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            invalid(format!("`ports.{key}`: {msg}"))
+        })?;
         specs.push((key, spec));
     }
     let ports = PortMap { specs };

@@ -431,10 +431,13 @@ pub fn parse_status_paths(stdout: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut fields = stdout.split('\0');
     while let Some(entry) = fields.next() {
-        if entry.len() < 4 {
+        // `XY PATH`: two status letters and a space, then the path.
+        let (Some(xy), Some(path)) = (entry.get(..3), entry.get(3..)) else {
+            continue;
+        };
+        if path.is_empty() {
             continue;
         }
-        let (xy, path) = entry.split_at(3);
         out.push(path.to_string());
         // Renames and copies are followed by the original path.
         if xy.starts_with('R') || xy.starts_with('C') {

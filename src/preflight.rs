@@ -24,7 +24,11 @@ pub fn busy(ports: &[SlotPort]) -> Vec<SlotPort> {
             is_busy(port)
         })
     };
-    ports.iter().filter(|p| stays_busy(p.port)).cloned().collect()
+    ports
+        .iter()
+        .filter(|p| stays_busy(p.port))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

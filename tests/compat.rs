@@ -370,3 +370,36 @@ fn python_accepts_what_kinfra_writes_from_scratch() {
         serde_json::json!({"instances": ["ktrdr--one", "ktrdr--two"], "local_prod": "ktrdr-prod"})
     );
 }
+
+/// ktrdr copies `.claude/settings.local.example.json` to `.claude/settings.local.json`
+/// in a new worktree when the target is missing; kinfra does the same (and never
+/// overwrites a file that is there).
+#[test]
+fn new_worktrees_get_the_configured_copy_files() {
+    let env = Env::new();
+    let claude = env.main.join(".claude");
+    std::fs::create_dir_all(&claude).unwrap();
+    std::fs::write(
+        claude.join("settings.local.example.json"),
+        "{\"example\": true}\n",
+    )
+    .unwrap();
+    env.git(&env.main, &["add", "."]);
+    env.git(&env.main, &["commit", "-q", "-m", "example settings"]);
+
+    let sandbox = env.create_sandbox("copy");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join(".claude/settings.local.json")).unwrap(),
+        "{\"example\": true}\n"
+    );
+
+    // A tracked settings file is left as it is.
+    std::fs::write(claude.join("settings.local.json"), "{\"mine\": 1}\n").unwrap();
+    env.git(&env.main, &["add", "."]);
+    env.git(&env.main, &["commit", "-q", "-m", "own settings"]);
+    let second = env.create_sandbox("copy-two");
+    assert_eq!(
+        std::fs::read_to_string(second.join(".claude/settings.local.json")).unwrap(),
+        "{\"mine\": 1}\n"
+    );
+}

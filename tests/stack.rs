@@ -872,3 +872,58 @@ fn secrets_reach_compose_only_through_the_environment() {
     ]);
     assert_eq!(seen, secret);
 }
+
+/// Docker's daemon down, or `docker` missing: one line naming what is missing, exit 1,
+/// nothing changed.
+#[test]
+fn docker_down_or_missing_is_one_line_error() {
+    let mut st = Stack::new("nodocker", &[3]);
+    let sb = st.create("s", 3);
+    let registry_before = std::fs::read(st.env.home.join(".kinfra-hello/instances.json")).unwrap();
+
+    let run = st.kinfra_with(
+        &sb.path,
+        &["sandbox", "up"],
+        &[("DOCKER_HOST", "unix:///nonexistent-kinfra.sock")],
+    );
+    run.assert_code(1);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(
+        errors[0].contains("Docker daemon is not reachable"),
+        "{}",
+        run.stderr
+    );
+    run.assert_stderr_contains("hint:");
+
+    // A PATH with git but without docker.
+    let bin = st.env.root.path().join("git-only-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let git = String::from_utf8_lossy(
+        &Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    std::os::unix::fs::symlink(&git, bin.join("git")).unwrap();
+    let run = st.kinfra_with(
+        &sb.path,
+        &["sandbox", "up"],
+        &[("PATH", bin.to_str().unwrap())],
+    );
+    run.assert_code(1);
+    run.assert_stderr_contains("`docker` is not installed");
+
+    assert!(containers(&sb.id).is_empty());
+    assert_eq!(
+        std::fs::read(st.env.home.join(".kinfra-hello/instances.json")).unwrap(),
+        registry_before
+    );
+}
