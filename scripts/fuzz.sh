@@ -47,7 +47,7 @@ for t in "${targets[@]}"; do
     fi
     log="${logdir}/${t}.log"
     start="$(date +%s.%N)"
-    PROPTEST_CASES="$cases" PROPTEST_RNG_SEED="$seed" PROPTEST_VERBOSE=1 \
+    PROPTEST_CASES="$cases" PROPTEST_RNG_SEED="$seed" PROPTEST_VERBOSE=1 RUST_BACKTRACE=0 \
         timeout "$secs" cargo test --release --test fuzz --quiet "${t}::" -- \
         --nocapture --test-threads="$n" >"$log" 2>&1
     rc=$?
@@ -67,7 +67,14 @@ for t in "${targets[@]}"; do
     rows+=("$(printf '%-10s %8s  %s' "$t" "$took" "$result")")
     printf '%s\n' "${rows[-1]}"
     if [ "${result#FAIL}" != "$result" ] && [ "$found" -eq 1 ]; then
-        grep -E '^test .* \.\.\. FAILED|minimal failing input' "$log" | head -n 10 | sed 's/^/    /'
+        # Each finished failure: where, what, and the shrunk input's first lines.
+        grep -E -A6 '^thread .* panicked at|^minimal failing input' "$log" |
+            grep -vE '^--$|^stack backtrace|^\s+[0-9]+: ' | cut -c1-240 | head -n 24 | sed 's/^/    /'
+        # A failure still being shrunk when the clock ran out: its last known reason.
+        if ! grep -q '^minimal failing input' "$log"; then
+            echo "    (shrinking cut short by the clock; last failure seen:)"
+            grep '^proptest: Test case failed' "$log" | tail -n 1 | cut -c1-240 | sed 's/^/    /'
+        fi
     fi
 done
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::ports::{PortError, PortMap, PortSpec};
+use crate::ports::{PortMap, PortSpec};
 
 const BUILTIN: &str = include_str!("default_config.toml");
 
@@ -24,8 +24,6 @@ pub enum ConfigError {
     },
     #[error("invalid config `{}`: {message}", .path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("invalid config `{}`: {source}", .path.display())]
-    Ports { path: PathBuf, source: PortError },
     #[error("invalid config `{}`: {message}", .path.display())]
     Invalid { path: PathBuf, message: String },
 }
@@ -323,9 +321,10 @@ fn required<T>(value: Option<T>, key: &str, path: &Path) -> Result<T, ConfigErro
 }
 
 fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+    // Messages quote user strings, which may hold line breaks; errors stay one line.
     let invalid = |message: String| ConfigError::Invalid {
         path: path.to_owned(),
-        message,
+        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
     };
     let project = layer.project.unwrap_or_default();
     let state = layer.state.unwrap_or_default();
@@ -367,10 +366,7 @@ fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config,
     }
     ports
         .validate(slot_count)
-        .map_err(|source| ConfigError::Ports {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| invalid(source.to_string()))?;
 
     let config = Config {
         project_name: required(project.name, "project.name", path)?,

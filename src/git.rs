@@ -440,7 +440,7 @@ pub fn parse_status_paths(stdout: &str) -> Vec<String> {
         }
         out.push(path.to_string());
         // Renames and copies are followed by the original path.
-        if xy.starts_with('R') || xy.starts_with('C') {
+        if xy.contains('R') || xy.contains('C') {
             fields.next();
         }
     }

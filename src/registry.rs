@@ -89,7 +89,7 @@ impl Registry {
         let Value::Object(mut top) = value else {
             return Err(corrupt("the top level is not a JSON object".into()));
         };
-        let version = match top.remove("version") {
+        let version = match top.shift_remove("version") {
             None => 1,
             Some(v) => v
                 .as_u64()
@@ -100,7 +100,7 @@ impl Registry {
                 "`version` is {version}; this kinfra reads version 1"
             )));
         }
-        let local_prod = match top.remove("local_prod") {
+        let local_prod = match top.shift_remove("local_prod") {
             None | Some(Value::Null) => None,
             Some(v) => Some(
                 serde_json::from_value::<Entry>(v)
@@ -108,7 +108,7 @@ impl Registry {
             ),
         };
         let mut instances = Vec::new();
-        match top.remove("instances") {
+        match top.shift_remove("instances") {
             None | Some(Value::Null) => {}
             Some(Value::Object(map)) => {
                 for (key, v) in map {

@@ -152,6 +152,7 @@ pub fn parse_exit_code(status: &str) -> Option<i32> {
 /// `127.0.0.1:47001->8080/tcp, :::5432->5432/tcp` → [47001, 5432] (deduplicated).
 pub fn parse_host_ports(ports: &str) -> Vec<u16> {
     let mut out: Vec<u16> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in ports.split(',') {
         let Some((host, _)) = part.trim().split_once("->") else {
             continue;
@@ -166,7 +167,7 @@ pub fn parse_host_ports(ports: &str) -> Vec<u16> {
         };
         if let (Some(lo), Some(hi)) = (lo, hi) {
             for p in lo..=hi {
-                if !out.contains(&p) {
+                if seen.insert(p) {
                     out.push(p);
                 }
             }
