@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::{Env, Run};
+use common::{Env, Run, canon};
 
 /// Tests that bind a sandbox port, and the test that needs every slot's ports free,
 /// must not overlap.
@@ -100,10 +100,6 @@ fn assert_hint(run: &Run, needle: &str) {
         "hint lacks {needle:?}\n--- stderr\n{}",
         run.stderr
     );
-}
-
-fn canon(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap()
 }
 
 fn env_file(dir: &Path) -> PathBuf {

@@ -14,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{Env, Run};
+use common::{Env, Run, canon};
 use serde_json::Value;
 
 const CRASH_ENV: &str = "KINFRA_TEST_CRASH_AT";
@@ -37,10 +37,6 @@ const CRASH_POINTS: &[&str] = &[
 ];
 
 // ---------------------------------------------------------------- helpers
-
-fn canon(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
-}
 
 /// Run `kinfra ARGS` in `cwd` with the crash point set; assert it died of SIGKILL.
 /// Returns the child's pid (temp files are named after it) and its output.

@@ -9,49 +9,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, Run};
+use common::{Env, Run, canon, id_of};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process (it reaches Docker as a project name).
 fn uniq(name: &str) -> String {
     format!("{name}-{}", std::process::id())
-}
-
-fn id_of(name: &str) -> String {
-    format!("ktrdr--{name}")
-}
-
-fn canon(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
-}
-
-/// Like `Env::new()`, but the main repository is `<tmp>/<parent>/ktrdr` and HOME is
-/// `<tmp>/<home>`: a bare origin `ktrdr.git`, `git init -b main`, `.env.sandbox`
-/// ignored, one commit.
-fn env_at(parent: &str, home: &str) -> Env {
-    let root = tempfile::tempdir().expect("tempdir");
-    let home = root.path().join(home);
-    std::fs::create_dir_all(&home).unwrap();
-    let dev = root.path().join(parent);
-    std::fs::create_dir_all(&dev).unwrap();
-    let origin = root.path().join("origin/ktrdr.git");
-    std::fs::create_dir_all(&origin).unwrap();
-    let env = Env {
-        home,
-        main: dev.join("ktrdr"),
-        root,
-    };
-    env.git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-    env.git(&dev, &["init", "-q", "-b", "main", "--", "ktrdr"]);
-    env.git(
-        &env.main,
-        &["remote", "add", "origin", origin.to_str().unwrap()],
-    );
-    std::fs::write(env.main.join(".gitignore"), ".env.sandbox\n").unwrap();
-    std::fs::write(env.main.join("README.md"), "hello\n").unwrap();
-    env.git(&env.main, &["add", "."]);
-    env.git(&env.main, &["commit", "-q", "-m", "init"]);
-    env
 }
 
 /// `sh -c SCRIPT` in `cwd` with the test environment; its stdout, asserting success.
@@ -251,13 +214,13 @@ fn whole_flow(env: &Env, name: &str, branch: Option<&str>) {
 
 #[test]
 fn whole_flow_under_a_parent_with_spaces_and_non_ascii() {
-    let env = env_at("my dev é", "home");
+    let env = Env::at("my dev é", "home");
     whole_flow(&env, &uniq("flow"), Some("feat/ü-x"));
 }
 
 #[test]
 fn whole_flow_under_a_parent_whose_name_starts_with_a_dash() {
-    let env = env_at("-dash dir", "home");
+    let env = Env::at("-dash dir", "home");
     whole_flow(&env, &uniq("dash"), None);
 }
 
@@ -265,7 +228,7 @@ fn whole_flow_under_a_parent_whose_name_starts_with_a_dash() {
 /// as given, never evaluated.
 #[test]
 fn odd_branch_names_are_checked_out_verbatim() {
-    let env = env_at("dev", "home");
+    let env = Env::at("dev", "home");
     for (i, branch) in [
         "feat/-x",
         "it's",
@@ -299,7 +262,7 @@ fn odd_branch_names_are_checked_out_verbatim() {
 /// anything is made.
 #[test]
 fn a_branch_starting_with_a_dash_is_refused_before_anything_changes() {
-    let env = env_at("dev", "home");
+    let env = Env::at("dev", "home");
     let name = uniq("dashbranch");
     for branch in ["--branch=-x", "--branch=--force", "--branch=-b"] {
         let run = env.kinfra(&env.main, &["sandbox", "create", &name, branch]);
@@ -319,7 +282,7 @@ fn a_branch_starting_with_a_dash_is_refused_before_anything_changes() {
 /// every shared-dir path in it) holds a space, a single quote, a double quote and `$`.
 #[test]
 fn env_file_is_shell_sourceable_when_home_has_a_space_and_a_quote() {
-    let env = env_at("dev", "home dir/it's \"q\" $HOME");
+    let env = Env::at("dev", "home dir/it's \"q\" $HOME");
     let name = uniq("home");
     let id = id_of(&name);
     let sandbox = env.create_sandbox(&name);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, Run};
+use common::{Env, Run, branch_exists, canon, id_of, worktrees};
 use serde_json::Value;
 
 const SIX_FIELDS: [&str; 6] = [
@@ -24,15 +24,6 @@ const SIX_FIELDS: [&str; 6] = [
 /// A sandbox name unique to this test process.
 fn uniq(name: &str) -> String {
     format!("{name}-{}", std::process::id())
-}
-
-/// The instance id kinfra derives from a (already slug-clean) sandbox name.
-fn id_of(name: &str) -> String {
-    format!("ktrdr--{name}")
-}
-
-fn canon(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
 }
 
 /// Every file under `dir` (recursively, symlinks not followed) with its bytes.
@@ -60,21 +51,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
-}
-
-/// Canonical paths of `git worktree list` of `repo`.
-fn worktrees(env: &Env, repo: &Path) -> Vec<PathBuf> {
-    env.git(repo, &["worktree", "list", "--porcelain"])
-        .lines()
-        .filter_map(|l| l.strip_prefix("worktree "))
-        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p)))
-        .collect()
-}
-
-fn branch_exists(env: &Env, repo: &Path, branch: &str) -> bool {
-    !env.git(repo, &["branch", "--list", branch])
-        .trim()
-        .is_empty()
 }
 
 fn rescue_refs(env: &Env, repo: &Path, id: &str) -> Vec<String> {

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use common::{Env, Run};
+use common::{Env, Run, canon};
 use serde_json::Value;
 
 const ROUNDS: usize = 3;
@@ -38,10 +38,6 @@ enum Kind {
     Destroy,
     List,
     Doctor,
-}
-
-fn canon(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
 }
 
 /// Start every job as its own process from the main repository, all released by one

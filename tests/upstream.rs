@@ -13,35 +13,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, Run};
+use common::{Env, Run, branch_exists, canon, id_of, worktrees};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process.
 fn uniq(name: &str) -> String {
     format!("{name}{}", std::process::id())
-}
-
-fn id_of(name: &str) -> String {
-    format!("ktrdr--{name}")
-}
-
-fn canon(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
-}
-
-/// Canonical paths of `git worktree list` of `repo` (as listed when the directory is gone).
-fn worktrees(env: &Env, repo: &Path) -> Vec<PathBuf> {
-    env.git(repo, &["worktree", "list", "--porcelain"])
-        .lines()
-        .filter_map(|l| l.strip_prefix("worktree "))
-        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p)))
-        .collect()
-}
-
-fn branch_exists(env: &Env, repo: &Path, branch: &str) -> bool {
-    !env.git(repo, &["branch", "--list", branch])
-        .trim()
-        .is_empty()
 }
 
 fn rescue_refs(env: &Env, repo: &Path) -> Vec<String> {

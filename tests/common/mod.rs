@@ -22,10 +22,20 @@ impl Env {
     }
 
     pub fn with_repo_name(name: &str) -> Env {
+        Self::build("dev", "home", name)
+    }
+
+    /// Like [`Env::new`], but the main repository is `<tmp>/<parent>/ktrdr` and `HOME`
+    /// is `<tmp>/<home>` (for odd characters in either).
+    pub fn at(parent: &str, home: &str) -> Env {
+        Self::build(parent, home, "ktrdr")
+    }
+
+    fn build(parent: &str, home: &str, name: &str) -> Env {
         let root = tempfile::tempdir().expect("tempdir");
-        let home = root.path().join("home");
+        let home = root.path().join(home);
         std::fs::create_dir_all(&home).unwrap();
-        let dev = root.path().join("dev");
+        let dev = root.path().join(parent);
         std::fs::create_dir_all(&dev).unwrap();
         let origin = root.path().join(format!("origin/{name}.git"));
         std::fs::create_dir_all(&origin).unwrap();
@@ -35,7 +45,7 @@ impl Env {
             root,
         };
         env.git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-        env.git(&dev, &["init", "-q", "-b", "main", name]);
+        env.git(&dev, &["init", "-q", "-b", "main", "--", name]);
         env.git(
             &env.main,
             &["remote", "add", "origin", origin.to_str().unwrap()],
@@ -47,8 +57,9 @@ impl Env {
         env
     }
 
+    /// The directory holding the main repository (and its sandboxes).
     pub fn dev(&self) -> PathBuf {
-        self.root.path().join("dev")
+        self.main.parent().expect("main has a parent").to_owned()
     }
 
     /// `<dev>/<name>`.
@@ -159,4 +170,28 @@ impl Run {
         );
         self
     }
+}
+
+/// The instance id kinfra derives from a (slug-clean) sandbox name.
+pub fn id_of(name: &str) -> String {
+    format!("ktrdr--{name}")
+}
+
+pub fn canon(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
+}
+
+/// Canonical paths of `git worktree list` of `repo` (as listed when a directory is gone).
+pub fn worktrees(env: &Env, repo: &Path) -> Vec<PathBuf> {
+    env.git(repo, &["worktree", "list", "--porcelain"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p)))
+        .collect()
+}
+
+pub fn branch_exists(env: &Env, repo: &Path, branch: &str) -> bool {
+    !env.git(repo, &["branch", "--list", branch])
+        .trim()
+        .is_empty()
 }
