@@ -17,7 +17,13 @@ use crate::error::Result;
 )]
 pub struct Cli {
     /// Config file to use instead of `kinfra.toml` at the repository root.
-    #[arg(long, global = true, env = "KINFRA_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "KINFRA_CONFIG",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     pub config: Option<PathBuf>,
     /// Say more about what is being run.
     #[arg(short, long, global = true)]
