@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, Run, branch_exists, canon, id_of, worktrees};
+use common::{Env, LabelledVolume, Run, branch_exists, canon, docker, id_of, worktrees};
 use serde_json::Value;
 
 const SIX_FIELDS: [&str; 6] = [
@@ -93,39 +93,12 @@ fn kinfra_docker_down(env: &Env, cwd: &Path, args: &[&str]) -> Run {
     Run::from(cmd.output().expect("run kinfra"))
 }
 
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker")
-}
-
 /// Docker volumes created by a test, removed when the test ends (pass or fail).
-struct Volumes(Vec<String>);
+struct Volumes(Vec<LabelledVolume>);
 
 impl Volumes {
     fn create(&mut self, project: &str, name: &str) {
-        self.0.push(name.to_string());
-        let out = docker(&[
-            "volume",
-            "create",
-            "--label",
-            &format!("com.docker.compose.project={project}"),
-            name,
-        ]);
-        assert!(
-            out.status.success(),
-            "docker volume create {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        for v in &self.0 {
-            let _ = docker(&["volume", "rm", "-f", v]);
-        }
+        self.0.push(LabelledVolume::create(project, name));
     }
 }
 

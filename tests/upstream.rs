@@ -11,9 +11,8 @@ mod common;
 // (tests/safety.rs), destroying after a failed gate (tests/stack.rs).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{Env, Run, branch_exists, canon, id_of, worktrees};
+use common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, worktrees};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process.
@@ -91,45 +90,6 @@ fn assert_doctor_clean(env: &Env, cwd: &Path, ours: &[&str]) {
     let foreign = report["findings"].as_array().unwrap().len();
     assert_eq!(report["remaining"], foreign, "{report:#}");
     run.assert_code(if foreign == 0 { 0 } else { 1 });
-}
-
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker")
-}
-
-/// A Docker volume labelled as a compose project's, removed when the test ends (pass
-/// or fail).
-struct Volume(String);
-
-impl Volume {
-    fn create(project: &str, name: &str) -> Volume {
-        let out = docker(&[
-            "volume",
-            "create",
-            "--label",
-            &format!("com.docker.compose.project={project}"),
-            name,
-        ]);
-        assert!(
-            out.status.success(),
-            "docker volume create {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Volume(name.to_string())
-    }
-
-    fn exists(&self) -> bool {
-        docker(&["volume", "inspect", &self.0]).status.success()
-    }
-}
-
-impl Drop for Volume {
-    fn drop(&mut self) {
-        let _ = docker(&["volume", "rm", "-f", &self.0]);
-    }
 }
 
 /// Drop `id` from the registry by hand, as a user editing the JSON would.

@@ -195,3 +195,42 @@ pub fn branch_exists(env: &Env, repo: &Path, branch: &str) -> bool {
         .trim()
         .is_empty()
 }
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
+}
+
+/// A Docker volume labelled as a compose project's, removed when the test ends (pass
+/// or fail).
+pub struct LabelledVolume(pub String);
+
+impl LabelledVolume {
+    pub fn create(project: &str, name: &str) -> LabelledVolume {
+        let out = docker(&[
+            "volume",
+            "create",
+            "--label",
+            &format!("com.docker.compose.project={project}"),
+            name,
+        ]);
+        assert!(
+            out.status.success(),
+            "docker volume create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LabelledVolume(name.to_string())
+    }
+
+    pub fn exists(&self) -> bool {
+        docker(&["volume", "inspect", &self.0]).status.success()
+    }
+}
+
+impl Drop for LabelledVolume {
+    fn drop(&mut self) {
+        let _ = docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
