@@ -229,8 +229,6 @@ pub struct Config {
     pub gate_checks: Vec<CheckSpec>,
     pub secrets_timeout: u64,
     pub secrets: Vec<SecretItem>,
-    /// The `kinfra.toml` this came from, if any.
-    pub source: Option<PathBuf>,
 }
 
 impl Config {
@@ -263,7 +261,7 @@ impl Config {
             _ => base,
         };
         let src = path.unwrap_or(builtin_path);
-        resolve(layer, src, path.map(Path::to_owned))
+        resolve(layer, src)
     }
 
     /// Directory of a sandbox named `slug`, next to the main repository.
@@ -320,7 +318,7 @@ fn required<T>(value: Option<T>, key: &str, path: &Path) -> Result<T, ConfigErro
     })
 }
 
-fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+fn resolve(layer: Layer, path: &Path) -> Result<Config, ConfigError> {
     // Messages quote user strings, which may hold line breaks; errors stay one line.
     let invalid = |message: String| ConfigError::Invalid {
         path: path.to_owned(),
@@ -389,7 +387,6 @@ fn resolve(layer: Layer, path: &Path, source: Option<PathBuf>) -> Result<Config,
         gate_checks: gate.checks.unwrap_or_default(),
         secrets_timeout: required(secrets.timeout, "secrets.timeout", path)?,
         secrets: secrets.items.unwrap_or_default(),
-        source,
     };
     validate_checks(&config).map_err(invalid)?;
     if !crate::slug::is_valid_project_name(&config.local_prod_id) {

@@ -34,6 +34,10 @@ impl Ctx {
                     .find(|p| p.is_file())
             }),
         };
+        crate::output::verbose(&match &path {
+            Some(p) => format!("config: {}", p.display()),
+            None => "config: built-in ktrdr layout".to_string(),
+        });
         let config = Config::load(path.as_deref())?;
         Ok(Ctx { config, cwd, repo })
     }

@@ -9,6 +9,11 @@ use crate::process::{Cmd, ProcessError};
 pub enum GitError {
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error("cannot create `{}`: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("unexpected output from `{command}`: `{output}`")]
     Unexpected { command: String, output: String },
 }
@@ -302,11 +307,9 @@ fn tempfile_dir(worktree: &Path) -> Result<PathBuf, GitError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     ));
-    std::fs::create_dir_all(&base).map_err(|source| {
-        GitError::Process(ProcessError::Spawn {
-            command: format!("mkdir {}", base.display()),
-            source,
-        })
+    std::fs::create_dir_all(&base).map_err(|source| GitError::Io {
+        path: base.clone(),
+        source,
     })?;
     Ok(base)
 }

@@ -5,11 +5,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Env, Run};
+use common::{Env, Run, env_slot};
 
 /// Run every argument list as its own kinfra process from the main repository, all
 /// released at the same moment.
@@ -34,16 +34,6 @@ fn run_together(env: &Env, jobs: Vec<Vec<String>>) -> Vec<Run> {
 
 fn create_job(name: &str) -> Vec<String> {
     ["sandbox", "create", name].map(String::from).to_vec()
-}
-
-/// `SLOT_NUMBER` of an env file.
-fn env_slot(dir: &Path) -> u64 {
-    let text = std::fs::read_to_string(dir.join(".env.sandbox")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("SLOT_NUMBER="))
-        .unwrap_or_else(|| panic!("no SLOT_NUMBER in {text}"))
-        .parse()
-        .unwrap()
 }
 
 /// Check the registry holds exactly `names` with distinct slots in 1..=10, that each is

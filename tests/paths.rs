@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, Run, canon, id_of};
+use common::{Env, Run, canon, id_of, listed};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process (it reaches Docker as a project name).
@@ -125,16 +125,7 @@ fn whole_flow(env: &Env, name: &str, branch: Option<&str>) {
     );
 
     // list: the path comes back as written, and the directory is found.
-    let run = env.kinfra(&env.main, &["sandbox", "list", "--json"]);
-    run.assert_code(0);
-    let listed: Value = serde_json::from_str(&run.stdout).unwrap();
-    let row = listed["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["instance_id"] == *id)
-        .unwrap_or_else(|| panic!("`{id}` not listed: {listed:#}"))
-        .clone();
+    let row = listed(env, &id);
     assert_eq!(row["path"], entry["path"]);
     assert_eq!(row["stale"], false, "{row}");
     let run = env.kinfra(&env.main, &["sandbox", "list"]);

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use common::{Env, Run, canon};
+use common::{Env, Run, canon, env_slot};
 use serde_json::Value;
 
 const ROUNDS: usize = 3;
@@ -65,16 +65,6 @@ fn run_together(env: &Env, jobs: &[(Kind, Vec<String>)]) -> Vec<Run> {
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-/// `SLOT_NUMBER` of an instance's env file.
-fn env_slot(dir: &Path) -> u64 {
-    let text = std::fs::read_to_string(dir.join(".env.sandbox")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("SLOT_NUMBER="))
-        .unwrap_or_else(|| panic!("no SLOT_NUMBER in {text}"))
-        .parse()
-        .unwrap()
 }
 
 /// Counts for the log line.

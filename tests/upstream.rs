@@ -12,7 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, worktrees};
+use common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, listed, worktrees};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process.
@@ -135,16 +135,7 @@ fn stale_entry_after_rm_rf_is_reported_by_list_and_fixed_by_doctor() {
         run.stdout
     );
     run.assert_stderr_contains("stale");
-    let run = env.kinfra(&env.main, &["sandbox", "list", "--json"]);
-    run.assert_code(0);
-    let listed: Value = serde_json::from_str(&run.stdout).unwrap();
-    let row = listed["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["instance_id"] == *id)
-        .unwrap_or_else(|| panic!("`{id}` not listed: {listed:#}"))
-        .clone();
+    let row = listed(&env, &id);
     assert_eq!(row["status"], "missing", "{row}");
     assert_eq!(row["stale"], true, "{row}");
     assert_eq!(env.registry_text(), reg_before, "list must never write");

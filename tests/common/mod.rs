@@ -234,3 +234,28 @@ impl Drop for LabelledVolume {
         let _ = docker(&["volume", "rm", "-f", &self.0]);
     }
 }
+
+/// `SLOT_NUMBER` of an instance's env file.
+pub fn env_slot(dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join(".env.sandbox")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("SLOT_NUMBER="))
+        .unwrap_or_else(|| panic!("no SLOT_NUMBER in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The row of `id` in `kinfra sandbox list --json`, run from the main repository.
+#[track_caller]
+pub fn listed(env: &Env, id: &str) -> serde_json::Value {
+    let run = env.kinfra(&env.main, &["sandbox", "list", "--json"]);
+    run.assert_code(0);
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["instance_id"] == id)
+        .unwrap_or_else(|| panic!("`{id}` not listed: {list:#}"))
+        .clone()
+}
