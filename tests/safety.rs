@@ -1065,3 +1065,28 @@ fn staged_only_changes_are_refused_and_rescued() {
         "staged\n"
     );
 }
+
+/// SPEC 6.2 and 6.3: `local-prod up/down/status/logs/shell` run only in the registered
+/// local-prod, and sandbox commands refuse there, each naming what the directory is.
+#[test]
+fn instance_commands_run_only_in_their_own_kind_of_instance() {
+    let env = Env::new();
+    let sandbox = env.create_sandbox(&uniq("kind"));
+    let prod = PathBuf::from(
+        env.kinfra(&env.main, &["local-prod", "create"])
+            .assert_code(0)
+            .stdout
+            .trim(),
+    );
+    let before = env.registry_text();
+    for sub in ["up", "down", "status", "logs", "shell"] {
+        let run = env.kinfra(&sandbox, &["local-prod", sub]);
+        run.assert_code(1);
+        run.assert_stderr_contains("not local-prod");
+        run.assert_stderr_contains(&format!("registered local-prod at `{}`", prod.display()));
+        let run = env.kinfra(&prod, &["sandbox", sub]);
+        run.assert_code(1);
+        run.assert_stderr_contains("is local-prod, not a sandbox");
+    }
+    assert_eq!(env.registry_text(), before);
+}
