@@ -467,6 +467,12 @@ pub fn expand_home(path: &str) -> PathBuf {
     }
 }
 
+impl crate::error::Diagnostic for ConfigError {
+    fn exit(&self) -> crate::error::Exit {
+        crate::error::Exit::Failure
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,7 +103,7 @@ fn check_is_linked_worktree(path: &Path, main: &Path, id: &str) -> Result<()> {
             "pass --keep-worktree to unregister `{id}` and leave the directory alone"
         ))
     };
-    let meta = std::fs::symlink_metadata(path)?;
+    let meta = std::fs::symlink_metadata(path).map_err(crate::fsutil::fs_err("inspect", path))?;
     if meta.file_type().is_symlink() {
         return Err(refuse("the registered path is now a symlink".into()));
     }

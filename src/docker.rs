@@ -146,6 +146,25 @@ pub fn parse_lines(out: &str) -> Vec<String> {
         .collect()
 }
 
+impl crate::error::Diagnostic for DockerError {
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            DockerError::Process(ProcessError::TimedOut { .. }) => crate::error::Exit::TimedOut,
+            _ => crate::error::Exit::External,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            DockerError::Missing => Some("install Docker Engine, then retry".into()),
+            DockerError::DaemonDown(_) => {
+                Some("start the Docker daemon (or check DOCKER_HOST), then retry".into())
+            }
+            DockerError::Process(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

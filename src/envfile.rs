@@ -188,6 +188,16 @@ pub fn save(path: &Path, vars: &BTreeMap<String, String>) -> std::io::Result<()>
     crate::fsutil::write_atomically(path, render(vars).as_bytes())
 }
 
+impl crate::error::Diagnostic for EnvError {
+    fn exit(&self) -> crate::error::Exit {
+        crate::error::Exit::Failure
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("fix the line by hand, or run `kinfra doctor` to compare it with the registry".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

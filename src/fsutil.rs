@@ -1,7 +1,33 @@
-//! Small filesystem helpers: atomic writes.
+//! Small filesystem helpers: atomic writes, and the error of a file operation that
+//! names what was being done to which path.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A filesystem operation that failed, with the path it failed on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} `{}`: {source}", .path.display())]
+pub struct FsError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl crate::error::Diagnostic for FsError {
+    fn exit(&self) -> crate::error::Exit {
+        crate::error::Exit::Failure
+    }
+}
+
+/// `map_err` helper: `fs::create_dir_all(&p).map_err(fs_err("create", &p))?`.
+pub fn fs_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FsError {
+    let path = path.to_owned();
+    move |source| FsError {
+        action,
+        path,
+        source,
+    }
+}
 
 /// Write `bytes` to `path` via a temp file in the same directory, fsync, rename, so a
 /// reader sees either the old or the new content, never a torn file.

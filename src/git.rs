@@ -450,6 +450,16 @@ pub fn parse_status_paths(stdout: &str) -> Vec<String> {
     out
 }
 
+impl crate::error::Diagnostic for GitError {
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            GitError::Process(ProcessError::TimedOut { .. }) => crate::error::Exit::TimedOut,
+            GitError::Io { .. } => crate::error::Exit::Failure,
+            _ => crate::error::Exit::External,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

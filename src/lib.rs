@@ -38,7 +38,7 @@ pub fn main_entry() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { error::USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() { error::Exit::Usage.code() } else { 0 });
         }
     };
     match cli::run(cli) {
@@ -48,7 +48,7 @@ pub fn main_entry() -> ExitCode {
             if let Some(hint) = &e.hint {
                 output::hint(hint);
             }
-            ExitCode::from(e.code)
+            ExitCode::from(e.code())
         }
     }
 }

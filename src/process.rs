@@ -312,6 +312,15 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+impl crate::error::Diagnostic for ProcessError {
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            ProcessError::TimedOut { .. } => crate::error::Exit::TimedOut,
+            _ => crate::error::Exit::External,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

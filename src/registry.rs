@@ -285,6 +285,28 @@ fn save(path: &Path, registry: &Registry) -> Result<(), RegistryError> {
     crate::fsutil::write_atomically(path, registry.to_json().as_bytes()).map_err(write_err)
 }
 
+impl crate::error::Diagnostic for RegistryError {
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            RegistryError::LockTimeout { .. } => crate::error::Exit::Conflict,
+            _ => crate::error::Exit::Failure,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::Corrupt { path, .. } => Some(format!(
+                "nothing was changed; fix `{}` by hand or restore it from a backup (kinfra never treats it as empty)",
+                path.display()
+            )),
+            RegistryError::LockTimeout { .. } => Some(
+                "wait for the other command to finish, or raise KINFRA_LOCK_TIMEOUT (seconds)".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

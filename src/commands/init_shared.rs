@@ -28,7 +28,8 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         .map_err(|e| Error::failure(format!("cannot create `{}`: {e}", shared.display())))?;
     let Some(from) = &args.from else {
         for sub in &config.shared_subdirs {
-            std::fs::create_dir_all(shared.join(&sub.name))?;
+            let dir = shared.join(&sub.name);
+            std::fs::create_dir_all(&dir).map_err(crate::fsutil::fs_err("create", &dir))?;
         }
         output::done(&format!(
             "shared directories ready under `{}`",
@@ -57,7 +58,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         let dest = shared.join(&sub.name);
         let src = src_root.join(&sub.name);
         if (args.minimal && i != last) || !src.is_dir() {
-            std::fs::create_dir_all(&dest)?;
+            std::fs::create_dir_all(&dest).map_err(crate::fsutil::fs_err("create", &dest))?;
             continue;
         }
         swap_in_copy(&src, &dest)?;
@@ -99,7 +100,7 @@ fn swap_in_copy(src: &Path, dest: &Path) -> Result<()> {
     }
     let had_old = dest.exists();
     if had_old {
-        std::fs::rename(dest, &old)?;
+        std::fs::rename(dest, &old).map_err(crate::fsutil::fs_err("move aside", dest))?;
     }
     if let Err(e) = std::fs::rename(&staging, dest) {
         if had_old {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::context::Ctx;
-use crate::error::{self, Error, Result};
+use crate::error::{Error, Result};
 use crate::git;
 use crate::output;
 use crate::registry::{self, Entry, canonical};
@@ -73,7 +73,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     path.display()
                 )));
             }
-            super::check_ports_free(config, reg, 0, error::FAILURE)?;
+            super::check_ports_free(config, reg, 0)?;
             if !resume {
                 output::note(&format!(
                     "cloning `{}` ({branch}) to `{}`",

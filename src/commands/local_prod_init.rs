@@ -1,7 +1,7 @@
 //! `kinfra local-prod init` — make the current clone local-prod.
 
 use crate::context::Ctx;
-use crate::error::{self, Error, Result};
+use crate::error::{Error, Result};
 use crate::registry::{self, Entry, canonical};
 use crate::timefmt;
 
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, _args: &Args) -> Result<u8> {
                     e.instance_id
                 )));
             }
-            super::check_ports_free(config, reg, 0, error::PORT_CONFLICT)?;
+            super::check_ports_free(config, reg, 0)?;
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &root, &id, 0, &created_at)?;
             wrote = true;

@@ -82,7 +82,7 @@ pub fn allocate_slot(registry: &Registry, config: &Config, wanted: Option<u32>) 
 }
 
 /// Refuse when any port of `slot` is already in use.
-pub fn check_ports_free(config: &Config, registry: &Registry, slot: u32, code: u8) -> Result<()> {
+pub fn check_ports_free(config: &Config, registry: &Registry, slot: u32) -> Result<()> {
     let ports = config
         .ports
         .for_slot(slot)
@@ -95,7 +95,7 @@ pub fn check_ports_free(config: &Config, registry: &Registry, slot: u32, code: u
         "port conflict on slot {slot}: {}",
         conflicts.join("; ")
     ))
-    .with_code(code)
+    .with_exit(crate::error::Exit::Conflict)
     .hint("stop what holds the port, or choose another slot with --slot"))
 }
 

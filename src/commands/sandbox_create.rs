@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::context::Ctx;
-use crate::error::{self, Error, Result};
+use crate::error::{Error, Result};
 use crate::git::{self, BranchSource};
 use crate::output;
 use crate::registry::{self, Entry};
@@ -95,7 +95,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                 )));
             }
             let slot = super::allocate_slot(reg, config, wanted_slot)?;
-            super::check_ports_free(config, reg, slot, error::FAILURE)?;
+            super::check_ports_free(config, reg, slot)?;
 
             if !resume {
                 add_worktree(repo, &main, &path, &branch)?;

@@ -1,7 +1,7 @@
 //! `kinfra sandbox init [--slot N] [--name NAME]`
 
 use crate::context::Ctx;
-use crate::error::{self, Error, Result};
+use crate::error::{Error, Result};
 use crate::registry::{self, Entry, canonical};
 use crate::slug;
 use crate::timefmt;
@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     .hint("choose another with `--name NAME`"));
             }
             let slot = super::allocate_slot(reg, config, wanted_slot)?;
-            super::check_ports_free(config, reg, slot, error::PORT_CONFLICT)?;
+            super::check_ports_free(config, reg, slot)?;
             let created_at = timefmt::now_iso();
             super::write_env_file(config, &root, &id, slot, &created_at)?;
             wrote = true;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::context::{Ctx, Want};
-use crate::error::{self, Error, Result};
+use crate::error::{Error, Exit, Result};
 use crate::gate::{self, Check, CheckState};
 use crate::output;
 use crate::secrets;
@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
     let conflicts = super::port_conflicts(&ports, Some(&id), registry);
     if !conflicts.is_empty() {
         return Err(Error::failure(format!("port conflict: {}", conflicts.join("; ")))
-            .with_code(error::PORT_CONFLICT)
+            .with_exit(Exit::Conflict)
             .hint("stop what holds the port (`kinfra sandbox list` shows running instances), then retry"));
     }
 
@@ -148,6 +148,6 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
         )
     };
     Err(Error::failure(format!("`{id}` did not pass the startability gate ({why})"))
-        .with_code(error::GATE_FAILED)
+        .with_exit(Exit::GateFailed)
         .hint("the containers were left in place for debugging; `kinfra sandbox logs SERVICE` shows more, `down` stops them"))
 }

@@ -1,4 +1,3 @@
-mod common;
 
 // End-to-end tests of the destroy safety invariants (SPEC sections 6 and 11).
 //
@@ -9,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, LabelledVolume, Run, branch_exists, canon, docker, id_of, worktrees};
+use crate::common::{Env, LabelledVolume, Run, branch_exists, canon, docker, id_of, worktrees};
 use serde_json::Value;
 
 const SIX_FIELDS: [&str; 6] = [

@@ -1,4 +1,3 @@
-mod common;
 
 // Compatibility with the Python ktrdr tool, both ways: kinfra reads the registry and
 // env file exactly as ktrdr writes them (`json.dump(data, f, indent=2)`; sorted
@@ -7,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Env;
+use crate::common::Env;
 
 /// ktrdr's dataclass and loader (ktrdr/cli/sandbox_registry.py), without the
 /// `except: return Registry()` that hides errors.

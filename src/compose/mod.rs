@@ -110,6 +110,24 @@ pub fn find_file(root: &Path, candidates: &[String]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+impl crate::error::Diagnostic for ComposeError {
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            ComposeError::Docker(d) => crate::error::Diagnostic::exit(d),
+            ComposeError::Missing => crate::error::Exit::External,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ComposeError::Docker(d) => crate::error::Diagnostic::hint(d),
+            ComposeError::Missing => Some(
+                "install the Compose plugin (`docker compose`) or `docker-compose`".into(),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

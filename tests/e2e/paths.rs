@@ -1,4 +1,3 @@
-mod common;
 
 // Path safety: the whole sandbox and local-prod flow where the directories hold spaces,
 // non-ASCII characters or a leading dash, with odd branch names, and with a HOME whose
@@ -9,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Env, Run, canon, id_of, listed};
+use crate::common::{Env, Run, canon, id_of, listed};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process (it reaches Docker as a project name).

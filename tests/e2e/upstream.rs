@@ -1,4 +1,3 @@
-mod common;
 
 // The failure modes of ktrdr's Python sandbox tool, each as a named end-to-end test of
 // what kinfra does instead. Every test has its own HOME and repositories; Docker is
@@ -12,7 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, listed, worktrees};
+use crate::common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, listed, worktrees};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process.

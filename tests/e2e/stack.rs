@@ -12,7 +12,6 @@
 //! A guard destroys every instance a test made, and removes by label whatever is left,
 //! even when an assertion fails.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,7 +20,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{Env, Run};
+use crate::common::{Env, Run};
 
 const IMAGE: &str = "kinfra-test/busybox:latest";
 const LABEL: &str = "com.docker.compose.project";
@@ -523,7 +522,7 @@ fn gate_failure_exits_2_fast_with_logs() {
         "failing up returned in {:.1}s",
         took.as_secs_f64()
     ));
-    run.assert_code(2);
+    run.assert_code(7);
     assert!(
         took < Duration::from_secs(20),
         "a container that exits must fail the gate at once, not at the deadline; took {took:?}"

@@ -1,4 +1,3 @@
-mod common;
 
 // Bad input of every kind: each case checks the exit code, a clear one-line
 // `error: …` on stderr (plus at most a `hint: …`), and that nothing changed.
@@ -6,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::{Env, Run, canon};
+use crate::common::{Env, Run, canon};
 
 /// Tests that bind a sandbox port, and the test that needs every slot's ports free,
 /// must not overlap.
@@ -611,7 +610,7 @@ fn a_busy_port_is_a_conflict_naming_the_port() {
     let before = snapshot(&env);
 
     let run = env.kinfra(&env.main, &["sandbox", "create", "busy", "--slot", "7"]);
-    assert_error(&run, 1, &["8007", "slot 7"]);
+    assert_error(&run, 3, &["8007", "slot 7"]);
     assert_unchanged(&env, &before);
     assert!(!env.sibling("ktrdr--busy").exists());
 

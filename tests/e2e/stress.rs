@@ -1,4 +1,3 @@
-mod common;
 
 // Concurrency stress: 20 kinfra processes released together on one registry, mixing
 // creates, destroys, lists and doctors. Slots are 1..=10, so the mix is 2 pre-created
@@ -12,7 +11,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use common::{Env, Run, canon, env_slot};
+use crate::common::{Env, Run, canon, env_slot};
 use serde_json::Value;
 
 const ROUNDS: usize = 3;

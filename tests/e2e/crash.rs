@@ -1,4 +1,3 @@
-mod common;
 
 // Crash safety: for every named crash point (`KINFRA_TEST_CRASH_AT`), kinfra is killed
 // with SIGKILL there, as `kill -9` or a power cut would stop it. After every crash the
@@ -14,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{Env, Run, canon};
+use crate::common::{Env, Run, canon};
 use serde_json::Value;
 
 const CRASH_ENV: &str = "KINFRA_TEST_CRASH_AT";

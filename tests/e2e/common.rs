@@ -1,6 +1,5 @@
 //! Hermetic test environment: a temp `HOME`, no global git config, a bare "origin"
 //! whose URL contains the project name, and a main repository cloned from it.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,15 @@
+//! kinfra's end-to-end tests, one binary: every module drives the real `kinfra` binary
+//! against real git repositories (and, for the stack tests, a real Docker engine).
+
+mod common;
+
+mod bad_input;
+mod compat;
+mod concurrency;
+mod crash;
+mod fuzz;
+mod paths;
+mod safety;
+mod stack;
+mod stress;
+mod upstream;
