@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands;
-use crate::context::{Ctx, Want};
+use crate::context::Ctx;
 use crate::error::Result;
+use crate::instance::Kind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -109,21 +110,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             SandboxCommand::Destroy(a) => commands::sandbox_destroy::run(&ctx, &a),
             SandboxCommand::List(a) => commands::list::run(&ctx, &a),
             SandboxCommand::InitShared(a) => commands::init_shared::run(&ctx, &a),
-            SandboxCommand::Up(a) => commands::up::run(&ctx, &a, Want::Sandbox),
-            SandboxCommand::Down(a) => commands::down::run(&ctx, &a, Want::Sandbox),
-            SandboxCommand::Status(a) => commands::status::run(&ctx, &a, Want::Sandbox),
-            SandboxCommand::Logs(a) => commands::logs::run(&ctx, &a, Want::Sandbox),
-            SandboxCommand::Shell(a) => commands::shell::run(&ctx, &a, Want::Sandbox),
+            SandboxCommand::Up(a) => commands::up::run(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Down(a) => commands::down::run(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Status(a) => commands::status::run(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Logs(a) => commands::logs::run(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Shell(a) => commands::shell::run(&ctx, &a, Kind::Sandbox),
         },
         Command::LocalProd(cmd) => match cmd {
             LocalProdCommand::Create(a) => commands::local_prod_create::run(&ctx, &a),
             LocalProdCommand::Init(a) => commands::local_prod_init::run(&ctx, &a),
             LocalProdCommand::Destroy(a) => commands::local_prod_destroy::run(&ctx, &a),
-            LocalProdCommand::Up(a) => commands::up::run(&ctx, &a, Want::LocalProd),
-            LocalProdCommand::Down(a) => commands::down::run(&ctx, &a, Want::LocalProd),
-            LocalProdCommand::Status(a) => commands::status::run(&ctx, &a, Want::LocalProd),
-            LocalProdCommand::Logs(a) => commands::logs::run(&ctx, &a, Want::LocalProd),
-            LocalProdCommand::Shell(a) => commands::shell::run(&ctx, &a, Want::LocalProd),
+            LocalProdCommand::Up(a) => commands::up::run(&ctx, &a, Kind::LocalProd),
+            LocalProdCommand::Down(a) => commands::down::run(&ctx, &a, Kind::LocalProd),
+            LocalProdCommand::Status(a) => commands::status::run(&ctx, &a, Kind::LocalProd),
+            LocalProdCommand::Logs(a) => commands::logs::run(&ctx, &a, Kind::LocalProd),
+            LocalProdCommand::Shell(a) => commands::shell::run(&ctx, &a, Kind::LocalProd),
         },
         Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),

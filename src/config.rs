@@ -26,6 +26,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid config `{}`: {message}", .path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error("invalid port map: {0}")]
+    Ports(#[from] crate::ports::PortError),
 }
 
 /// One layer of configuration as written in a file: every key optional.

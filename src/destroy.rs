@@ -9,11 +9,101 @@ use crate::compose::{self, Project};
 use crate::config::Config;
 use crate::docker::{self, ProjectResources};
 use crate::envfile::EnvFile;
-use crate::error::{Error, Result};
+use crate::error::{Diagnostic, Exit, Result};
 use crate::git::{self, Rescue};
-use crate::output;
+use crate::instance::Kind;
 use crate::registry::{self, Entry, canonical};
+use crate::report::Reporter;
 use crate::timefmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DestroyError {
+    #[error(
+        "the registry entry of `{0}` is a worktree without `parent_repo`; refusing to delete it"
+    )]
+    NoParentRepo(String),
+    #[error("refusing to delete `{}`: {why}", .path.display())]
+    NotDeletable {
+        path: PathBuf,
+        why: String,
+        id: String,
+    },
+    #[error("`{}` has uncommitted changes: {}{}", .path.display(), .files.iter().take(5).cloned().collect::<Vec<_>>().join(", "), more(.files.len()))]
+    Dirty { path: PathBuf, files: Vec<String> },
+    #[error("cannot confirm that `{id}`'s containers are stopped: {reason}")]
+    StopUnconfirmed { id: String, reason: String },
+    #[error("cannot remove `{}`: {source}", .path.display())]
+    RemoveEnvFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("refusing to {what} without confirmation: no terminal to ask on")]
+    NoTerminal { what: String },
+    #[error("cancelled; nothing was changed")]
+    Cancelled,
+    #[error("no registered sandbox is called `{name}`")]
+    NoSuchSandbox { name: String, is_local_prod: bool },
+    #[error("no local-prod is registered; nothing to destroy")]
+    NoLocalProd,
+    #[error("{failed} of {total} sandboxes were not destroyed")]
+    Some { failed: usize, total: usize },
+}
+
+fn more(n: usize) -> String {
+    if n > 5 {
+        format!(" and {} more", n - 5)
+    } else {
+        String::new()
+    }
+}
+
+impl Diagnostic for DestroyError {
+    fn exit(&self) -> Exit {
+        match self {
+            DestroyError::NoParentRepo(_)
+            | DestroyError::NotDeletable { .. }
+            | DestroyError::Dirty { .. }
+            | DestroyError::NoTerminal { .. }
+            | DestroyError::Cancelled => Exit::Refused,
+            DestroyError::StopUnconfirmed { .. } => Exit::External,
+            DestroyError::RemoveEnvFile { .. } | DestroyError::Some { .. } => Exit::Failure,
+            DestroyError::NoSuchSandbox { .. } | DestroyError::NoLocalProd => Exit::NotFound,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            DestroyError::NoParentRepo(_) => {
+                "pass --keep-worktree to unregister it and keep the directory".into()
+            }
+            DestroyError::NotDeletable { id, .. } => format!(
+                "pass --keep-worktree to unregister `{id}` and leave the directory alone"
+            ),
+            DestroyError::Dirty { .. } => "commit or stash them; or --rescue (saves them as a rescue commit first, then destroys); or --keep-worktree".into(),
+            DestroyError::StopUnconfirmed { .. } => "nothing was changed; start Docker and retry, or pass --force to destroy without confirming the stop".into(),
+            DestroyError::NoTerminal { .. } => "pass --yes to confirm (refusals still apply), or --dry-run to see the plan".into(),
+            DestroyError::NoSuchSandbox {
+                is_local_prod: true, ..
+            } => "that is local-prod; use `kinfra local-prod destroy`".into(),
+            DestroyError::NoSuchSandbox { .. } => {
+                "`kinfra sandbox list` shows the registered sandboxes".into()
+            }
+            DestroyError::NoLocalProd => "`kinfra sandbox list` shows what is registered".into(),
+            DestroyError::RemoveEnvFile { .. } | DestroyError::Cancelled | DestroyError::Some { .. } => {
+                return None;
+            }
+        })
+    }
+}
+
+/// How far destroy may go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Save uncommitted work as a rescue commit and go on (instead of refusing).
+    pub rescue: bool,
+    /// Also go on when Docker cannot confirm the stop.
+    pub force: bool,
+}
 
 /// What happens to the instance's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +118,7 @@ pub enum Removal {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub entry: Entry,
-    pub is_local_prod: bool,
+    pub kind: Kind,
     pub path: PathBuf,
     pub exists: bool,
     pub removal: Removal,
@@ -42,25 +132,19 @@ pub struct Plan {
 
 /// Work out the plan for `entry`. Refuses (before anything changes) to delete anything
 /// that is not provably a linked worktree of its registered main repository.
-pub fn plan(
-    config: &Config,
-    entry: &Entry,
-    is_local_prod: bool,
-    keep_worktree: bool,
-) -> Result<Plan> {
+pub fn plan(config: &Config, entry: &Entry, kind: Kind, keep_worktree: bool) -> Result<Plan> {
+    let is_local_prod = kind == Kind::LocalProd;
     let path = PathBuf::from(&entry.path);
     let exists = std::fs::symlink_metadata(&path).is_ok();
     let env_file = path.join(&config.env_file);
     let removal = if is_local_prod || !entry.is_worktree || keep_worktree {
         Removal::EnvFileOnly
     } else {
-        let main = entry.parent_repo.as_deref().map(PathBuf::from).ok_or_else(|| {
-            Error::failure(format!(
-                "the registry entry of `{}` is a worktree without `parent_repo`; refusing to delete it",
-                entry.instance_id
-            ))
-            .hint("pass --keep-worktree to unregister it and keep the directory")
-        })?;
+        let main = entry
+            .parent_repo
+            .as_deref()
+            .map(PathBuf::from)
+            .ok_or_else(|| DestroyError::NoParentRepo(entry.instance_id.clone()))?;
         if exists {
             check_is_linked_worktree(&path, &main, &entry.instance_id)?;
         }
@@ -84,7 +168,7 @@ pub fn plan(
     let docker = docker::project_resources(&entry.instance_id).map_err(|e| e.to_string());
     Ok(Plan {
         entry: entry.clone(),
-        is_local_prod,
+        kind,
         path,
         exists,
         removal,
@@ -98,24 +182,25 @@ pub fn plan(
 /// The directory must be a real (non-symlink) directory that `git worktree list` of the
 /// registered main repository names, and not the main repository itself.
 fn check_is_linked_worktree(path: &Path, main: &Path, id: &str) -> Result<()> {
-    let refuse = |why: String| {
-        Error::failure(format!("refusing to delete `{}`: {why}", path.display())).hint(format!(
-            "pass --keep-worktree to unregister `{id}` and leave the directory alone"
-        ))
+    let refuse = |why: String| DestroyError::NotDeletable {
+        path: path.to_owned(),
+        why,
+        id: id.to_string(),
     };
     let meta = std::fs::symlink_metadata(path).map_err(crate::fsutil::fs_err("inspect", path))?;
     if meta.file_type().is_symlink() {
-        return Err(refuse("the registered path is now a symlink".into()));
+        return Err(refuse("the registered path is now a symlink".into()).into());
     }
     let here = canonical(path);
     if here != path {
         return Err(refuse(format!(
             "it now resolves to `{}`, not the registered path",
             here.display()
-        )));
+        ))
+        .into());
     }
     if here == canonical(main) {
-        return Err(refuse("it is the main repository".into()));
+        return Err(refuse("it is the main repository".into()).into());
     }
     let listed = git::worktree_list(main).map_err(|e| {
         refuse(format!(
@@ -127,7 +212,8 @@ fn check_is_linked_worktree(path: &Path, main: &Path, id: &str) -> Result<()> {
         return Err(refuse(format!(
             "it is not a linked worktree of `{}`",
             main.display()
-        )));
+        ))
+        .into());
     }
     Ok(())
 }
@@ -136,11 +222,7 @@ impl Plan {
     /// Human-readable steps, exactly what `execute` will do.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let kind = if self.is_local_prod {
-            "local-prod"
-        } else {
-            "sandbox"
-        };
+        let kind = self.kind.label();
         lines.push(format!(
             "destroy {kind} `{}` (slot {}) at `{}`",
             self.entry.instance_id,
@@ -202,24 +284,11 @@ impl Plan {
     }
 
     /// The refusal for uncommitted work (SPEC 6.5), if any.
-    pub fn dirty_refusal(&self) -> Option<Error> {
-        if self.dirty.is_empty() {
-            return None;
-        }
-        let shown: Vec<&str> = self.dirty.iter().take(5).map(String::as_str).collect();
-        let more = if self.dirty.len() > 5 {
-            format!(" and {} more", self.dirty.len() - 5)
-        } else {
-            String::new()
-        };
-        Some(
-            Error::failure(format!(
-                "`{}` has uncommitted changes: {}{more}",
-                self.path.display(),
-                shown.join(", ")
-            ))
-            .hint("commit or stash them; or --force (saves them as a rescue commit first); or --keep-worktree"),
-        )
+    pub fn dirty_refusal(&self) -> Option<DestroyError> {
+        (!self.dirty.is_empty()).then(|| DestroyError::Dirty {
+            path: self.path.clone(),
+            files: self.dirty.clone(),
+        })
     }
 }
 
@@ -229,20 +298,24 @@ pub struct Outcome {
     pub rescue: Option<Rescue>,
 }
 
-/// Carry out `plan`. With `force`, a Docker failure or uncommitted work does not stop
-/// it (the work is rescued first); nothing else is ever bypassed.
-pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
-    if let (false, Some(refusal)) = (force, plan.dirty_refusal()) {
-        return Err(refusal);
+/// Carry out `plan`. With `rescue`, uncommitted work does not stop it (the work is
+/// rescued first); with `force`, neither does a stop Docker cannot confirm; nothing
+/// else is ever bypassed.
+pub fn execute(
+    config: &Config,
+    plan: &Plan,
+    opts: Options,
+    reporter: &dyn Reporter,
+) -> Result<Outcome> {
+    if let (false, Some(refusal)) = (opts.rescue, plan.dirty_refusal()) {
+        return Err(refusal.into());
     }
     // 1. Containers first, before any file is touched.
-    if let Err(e) = stop_containers(plan) {
-        if !force {
-            return Err(e.hint(
-                "nothing was changed; start Docker and retry, or pass --force to destroy without confirming the stop",
-            ));
+    if let Err(e) = stop_containers(plan, reporter) {
+        if !opts.force {
+            return Err(e.into());
         }
-        output::warn(&format!("{}; continuing because of --force", e.message));
+        reporter.warn(&format!("{e}; continuing because of --force"));
     }
     crate::crashpoint::hit("destroy:after-stop");
     // 2. Keep uncommitted work before the worktree goes. Looked at again now, after
@@ -254,12 +327,12 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
             .filter(|f| f != &config.env_file)
             .collect();
         if !dirty.is_empty() {
-            if !force {
-                let mut late = plan.clone();
-                late.dirty = dirty;
-                return Err(late
-                    .dirty_refusal()
-                    .unwrap_or_else(|| Error::failure("uncommitted changes")));
+            if !opts.rescue {
+                return Err(DestroyError::Dirty {
+                    path: plan.path.clone(),
+                    files: dirty,
+                }
+                .into());
             }
             let rescue = git::rescue(
                 main,
@@ -279,18 +352,19 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
         (Removal::EnvFileOnly, _) => match std::fs::remove_file(&plan.env_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::failure(format!(
-                    "cannot remove `{}`: {e}",
-                    plan.env_file.display()
-                )));
+            Err(source) => {
+                return Err(DestroyError::RemoveEnvFile {
+                    path: plan.env_file.clone(),
+                    source,
+                }
+                .into());
             }
         },
     }
     crate::crashpoint::hit("destroy:after-files");
     // 4. Registry last, so a crash before here leaves an entry a re-run can finish.
     let id = plan.entry.instance_id.clone();
-    let is_local_prod = plan.is_local_prod;
+    let is_local_prod = plan.kind == Kind::LocalProd;
     registry::update(
         &config.registry_path,
         &config.registry_lock_path(),
@@ -312,19 +386,18 @@ pub fn execute(config: &Config, plan: &Plan, force: bool) -> Result<Outcome> {
     Ok(outcome)
 }
 
-fn stop_containers(plan: &Plan) -> Result<()> {
+fn stop_containers(plan: &Plan, reporter: &dyn Reporter) -> Result<(), DestroyError> {
     let id = &plan.entry.instance_id;
-    let unconfirmed = |e: String| {
-        Error::failure(format!(
-            "cannot confirm that `{id}`'s containers are stopped: {e}"
-        ))
+    let unconfirmed = |reason: String| DestroyError::StopUnconfirmed {
+        id: id.clone(),
+        reason,
     };
     let before = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
     if before.is_empty() {
         return Ok(());
     }
     if let Some(Err(e)) = plan.compose.as_ref().map(Project::down_volumes) {
-        output::warn(&format!(
+        reporter.warn(&format!(
             "compose down failed ({e}); removing by label instead"
         ));
     }

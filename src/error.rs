@@ -70,10 +70,14 @@ impl Exit {
             Exit::Conflict => {
                 "conflict: a port, slot, directory, name or lock is held by something else"
             }
-            Exit::Refused => "refused by a safety rule (work would be lost, wrong target, no confirmation)",
+            Exit::Refused => {
+                "refused by a safety rule (work would be lost, wrong target, no confirmation)"
+            }
             Exit::NotFound => "not found (instance, snapshot, rescue, host)",
             Exit::External => "an outside program failed or is missing (git, Docker, Compose, ssh)",
-            Exit::GateFailed => "the startability gate failed (a check, or a service exited or is unhealthy)",
+            Exit::GateFailed => {
+                "the startability gate failed (a check, or a service exited or is unhealthy)"
+            }
             Exit::TimedOut => "timed out (gate, wait, or an outside command)",
             Exit::NotRunning => "the instance is not running",
             Exit::Interrupted => "interrupted (Ctrl-C or SIGTERM)",

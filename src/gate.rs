@@ -2,13 +2,13 @@
 //! a backoff capped at 100 ms (the spec allows 250); a service container that exits with an error or turns
 //! unhealthy fails the gate at once.
 
-use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{CheckKind, CheckSpec};
 use crate::probe;
+use crate::report::{CheckProgress, Reporter};
 use crate::status::{self, Container};
 
 /// Longest pause between two tries of one check.
@@ -29,8 +29,16 @@ pub struct Check {
 impl Check {
     /// One try: `Ok` when the check passes, else the reason.
     pub fn attempt(&self) -> Result<(), String> {
+        self.attempt_detail().map(|_| ())
+    }
+
+    /// One try: what passed ("answered 200", "4 workers registered"), else the reason.
+    pub fn attempt_detail(&self) -> Result<String, String> {
         match self.spec.kind {
-            CheckKind::Tcp => probe::tcp(self.port),
+            CheckKind::Tcp => {
+                probe::tcp(self.port)?;
+                Ok(format!("port {} accepts connections", self.port))
+            }
             CheckKind::Http => {
                 let url = format!("http://localhost:{}{}", self.port, self.spec.path);
                 let r = probe::http_get(self.port, &self.spec.path)?;
@@ -46,14 +54,16 @@ impl Check {
                             .join(" or ")
                     ));
                 }
-                if let Some(min) = self.spec.min_count {
-                    let n = probe::json_count(&r.body, self.spec.count_field.as_deref())
-                        .map_err(|e| format!("GET {url}: {e}"))?;
-                    if n < min {
-                        return Err(format!("GET {url}: {n} items, want at least {min}"));
-                    }
+                let Some(min) = self.spec.min_count else {
+                    return Ok(format!("GET {url} answered {}", r.status));
+                };
+                let n = probe::json_count(&r.body, self.spec.count_field.as_deref())
+                    .map_err(|e| format!("GET {url}: {e}"))?;
+                let what = self.spec.count_field.as_deref().unwrap_or("items");
+                if n < min {
+                    return Err(format!("GET {url}: {n} {what}, want at least {min}"));
                 }
-                Ok(())
+                Ok(format!("{n} {what} registered"))
             }
         }
     }
@@ -96,7 +106,12 @@ impl Report {
 
 /// Run every check until all pass, the deadline passes, or a container of `project`
 /// fails.
-pub fn run(checks: Vec<Check>, project: &str, timeout: Duration) -> Report {
+pub fn run(
+    checks: Vec<Check>,
+    project: &str,
+    timeout: Duration,
+    reporter: &dyn Reporter,
+) -> Report {
     let started = Instant::now();
     let deadline = started + timeout;
     let states: Arc<Mutex<Vec<CheckState>>> = Arc::new(Mutex::new(
@@ -127,12 +142,12 @@ pub fn run(checks: Vec<Check>, project: &str, timeout: Duration) -> Report {
         }));
     }
 
-    let mut progress = Progress::new(&checks);
+    let names: Vec<String> = checks.iter().map(|c| c.spec.name.clone()).collect();
     let mut failed_containers = Vec::new();
     let mut next_poll = Instant::now();
     loop {
         let snapshot = lock(&states).clone();
-        progress.show(&snapshot, started.elapsed());
+        reporter.checks(&names, &progress(&snapshot), false);
         let finished = snapshot
             .iter()
             .all(|s| matches!(s, CheckState::Passed { .. } | CheckState::Failed { .. }));
@@ -167,12 +182,24 @@ pub fn run(checks: Vec<Check>, project: &str, timeout: Duration) -> Report {
             },
         })
         .collect();
-    progress.finish(&final_states, elapsed);
+    reporter.checks(&names, &progress(&final_states), true);
     Report {
         checks: checks.into_iter().zip(final_states).collect(),
         failed_containers,
         elapsed,
     }
+}
+
+fn progress(states: &[CheckState]) -> Vec<CheckProgress> {
+    states
+        .iter()
+        .map(|s| match s {
+            CheckState::Blocked => CheckProgress::Blocked,
+            CheckState::Trying { last_error } => CheckProgress::Trying(last_error.clone()),
+            CheckState::Passed { after } => CheckProgress::Passed(*after),
+            CheckState::Failed { last_error } => CheckProgress::Failed(last_error.clone()),
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -234,79 +261,6 @@ fn poll_check(
     }
 }
 
-/// Live progress: a line per check redrawn on a terminal, plain lines otherwise.
-struct Progress {
-    names: Vec<String>,
-    tty: bool,
-    drawn: bool,
-    reported: Vec<bool>,
-    frame: usize,
-}
-
-impl Progress {
-    fn new(checks: &[Check]) -> Progress {
-        Progress {
-            names: checks.iter().map(|c| c.spec.name.clone()).collect(),
-            tty: std::io::stderr().is_terminal(),
-            drawn: false,
-            reported: vec![false; checks.len()],
-            frame: 0,
-        }
-    }
-
-    fn line(name: &str, state: &CheckState, spinner: char) -> String {
-        match state {
-            CheckState::Blocked => format!("  · {name}: waiting for its dependencies"),
-            CheckState::Trying { last_error: None } => format!("  {spinner} {name}"),
-            CheckState::Trying {
-                last_error: Some(e),
-            } => format!("  {spinner} {name}: {e}"),
-            CheckState::Passed { after } => {
-                format!("  ✓ {name} ({:.2}s)", after.as_secs_f64())
-            }
-            CheckState::Failed { last_error } => format!("  ✗ {name}: {last_error}"),
-        }
-    }
-
-    fn show(&mut self, states: &[CheckState], _elapsed: Duration) {
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            const SPIN: [char; 4] = ['|', '/', '-', '\\'];
-            self.frame += 1;
-            let spinner = SPIN[(self.frame / 5) % SPIN.len()];
-            if self.drawn {
-                let _ = write!(err, "\x1b[{}A", self.names.len());
-            }
-            for (name, state) in self.names.iter().zip(states) {
-                let mut text = Self::line(name, state, spinner);
-                text.truncate(text.char_indices().nth(100).map_or(text.len(), |(i, _)| i));
-                let _ = writeln!(err, "\x1b[2K{text}");
-            }
-            self.drawn = true;
-        } else {
-            for (i, (name, state)) in self.names.iter().zip(states).enumerate() {
-                if !self.reported[i] && matches!(state, CheckState::Passed { .. }) {
-                    let _ = writeln!(err, "{}", Self::line(name, state, ' '));
-                    self.reported[i] = true;
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self, states: &[CheckState], elapsed: Duration) {
-        if self.tty {
-            self.show(states, elapsed);
-        } else {
-            for (i, (name, state)) in self.names.iter().zip(states).enumerate() {
-                if !self.reported[i] {
-                    let _ = writeln!(std::io::stderr(), "{}", Self::line(name, state, ' '));
-                    self.reported[i] = true;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +307,7 @@ mod tests {
             checks,
             "kinfra-unit-test-no-such-project",
             Duration::from_secs(5),
+            &crate::report::Silent,
         );
         assert!(report.passed(), "{report:?}");
         assert!(
@@ -389,6 +344,7 @@ mod tests {
             checks,
             "kinfra-unit-test-no-such-project",
             Duration::from_millis(400),
+            &crate::report::Silent,
         );
         assert!(!report.passed());
         match &report.checks[0].1 {

@@ -15,15 +15,22 @@ pub mod error;
 pub mod fsutil;
 pub mod gate;
 pub mod git;
+pub mod inspect;
+pub mod instance;
 pub mod layout;
+pub mod lifecycle;
+pub mod listing;
 pub mod output;
 pub mod ports;
 pub mod preflight;
 pub mod probe;
 pub mod process;
+pub mod provision;
 pub mod pyjson;
 pub mod registry;
+pub mod report;
 pub mod secrets;
+pub mod slots;
 pub mod slug;
 pub mod status;
 pub mod timefmt;
@@ -38,7 +45,11 @@ pub fn main_entry() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { error::Exit::Usage.code() } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                error::Exit::Usage.code()
+            } else {
+                0
+            });
         }
     };
     match cli::run(cli) {

@@ -1,8 +1,13 @@
 //! Human output on stderr (progress, warnings, hints) and data on stdout. Colour only
 //! when stderr is a terminal and `NO_COLOR` is unset; every line reads the same without.
+//! [`Term`] is the reporter the command layer hands to domain code: the one place where
+//! progress reaches the terminal (live check lines on a terminal, plain lines otherwise).
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::report::{CheckProgress, Reporter};
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
@@ -109,6 +114,100 @@ pub fn confirm(question: &str) -> bool {
 /// Whether a prompt can be answered.
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal()
+}
+
+/// The terminal reporter.
+pub struct Term {
+    tty: bool,
+    checks: Mutex<ChecksView>,
+}
+
+#[derive(Default)]
+struct ChecksView {
+    drawn: usize,
+    reported: Vec<bool>,
+    frame: usize,
+}
+
+impl Term {
+    pub fn new() -> Term {
+        Term {
+            tty: std::io::stderr().is_terminal(),
+            checks: Mutex::new(ChecksView::default()),
+        }
+    }
+
+    fn check_line(name: &str, state: &CheckProgress, spinner: char) -> String {
+        match state {
+            CheckProgress::Blocked => format!("  · {name}: waiting for its dependencies"),
+            CheckProgress::Trying(None) => format!("  {spinner} {name}"),
+            CheckProgress::Trying(Some(e)) => format!("  {spinner} {name}: {e}"),
+            CheckProgress::Passed(after) => {
+                format!(
+                    "  {} {name} ({:.2}s)",
+                    paint("32", "✓"),
+                    after.as_secs_f64()
+                )
+            }
+            CheckProgress::Failed(e) => format!("  {} {name}: {e}", paint("31", "✗")),
+        }
+    }
+}
+
+impl Default for Term {
+    fn default() -> Self {
+        Term::new()
+    }
+}
+
+impl Reporter for Term {
+    fn note(&self, text: &str) {
+        note(text);
+    }
+    fn done(&self, text: &str) {
+        done(text);
+    }
+    fn warn(&self, text: &str) {
+        warn(text);
+    }
+    fn verbose(&self, text: &str) {
+        verbose(text);
+    }
+
+    fn checks(&self, names: &[String], states: &[CheckProgress], finished: bool) {
+        let Ok(mut view) = self.checks.lock() else {
+            return;
+        };
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            // Redraw the block of check lines in place, a spinner on the ones in progress.
+            const SPIN: [char; 4] = ['|', '/', '-', '\\'];
+            view.frame += 1;
+            let spinner = SPIN[(view.frame / 5) % SPIN.len()];
+            if view.drawn > 0 {
+                let _ = write!(err, "\x1b[{}A", view.drawn);
+            }
+            for (name, state) in names.iter().zip(states) {
+                let mut text = Self::check_line(name, state, spinner);
+                text.truncate(text.char_indices().nth(120).map_or(text.len(), |(i, _)| i));
+                let _ = writeln!(err, "\x1b[2K{text}");
+            }
+            view.drawn = if finished { 0 } else { names.len() };
+        } else {
+            // Plain lines: each check once, when it passes (or at the end).
+            view.reported.resize(names.len(), false);
+            for (i, (name, state)) in names.iter().zip(states).enumerate() {
+                let report = match state {
+                    CheckProgress::Passed(_) => true,
+                    _ => finished,
+                };
+                if report && !view.reported[i] {
+                    let _ = writeln!(err, "{}", Self::check_line(name, state, ' '));
+                    view.reported[i] = true;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

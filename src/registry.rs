@@ -300,7 +300,8 @@ impl crate::error::Diagnostic for RegistryError {
                 path.display()
             )),
             RegistryError::LockTimeout { .. } => Some(
-                "wait for the other command to finish, or raise KINFRA_LOCK_TIMEOUT (seconds)".into(),
+                "wait for the other command to finish, or raise KINFRA_LOCK_TIMEOUT (seconds)"
+                    .into(),
             ),
             _ => None,
         }

@@ -6,16 +6,89 @@ use serde::Serialize;
 
 use crate::docker::{self, DockerError, PROJECT_LABEL};
 
+/// A container's state as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    /// A state this kinfra does not know.
+    Unknown,
+}
+
+impl ContainerState {
+    pub fn parse(text: &str) -> ContainerState {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "paused" => ContainerState::Paused,
+            "restarting" => ContainerState::Restarting,
+            "removing" => ContainerState::Removing,
+            "exited" => ContainerState::Exited,
+            "dead" => ContainerState::Dead,
+            _ => ContainerState::Unknown,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A container's healthcheck result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// One container as `docker ps -a` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Container {
     pub project: String,
     pub service: String,
     pub name: String,
-    /// `running`, `exited`, `created`, `restarting`, `paused`, `dead`.
-    pub state: String,
-    /// `healthy`, `unhealthy`, `starting`, or none.
-    pub health: Option<String>,
+    pub state: ContainerState,
+    /// None when the container has no healthcheck.
+    pub health: Option<Health>,
     pub exit_code: Option<i32>,
     /// Host ports it publishes.
     pub host_ports: Vec<u16>,
@@ -26,9 +99,13 @@ pub struct Container {
 impl Container {
     /// Exited with a failure, died, or reports unhealthy.
     pub fn failed(&self) -> bool {
-        matches!(self.state.as_str(), "dead")
-            || (self.state == "exited" && self.exit_code != Some(0))
-            || self.health.as_deref() == Some("unhealthy")
+        self.state == ContainerState::Dead
+            || (self.state == ContainerState::Exited && self.exit_code != Some(0))
+            || self.health == Some(Health::Unhealthy)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state == ContainerState::Running
     }
 }
 
@@ -83,7 +160,7 @@ pub enum State {
 impl State {
     pub fn of(containers: &[Container]) -> State {
         let total = containers.len();
-        let running = containers.iter().filter(|c| c.state == "running").count();
+        let running = containers.iter().filter(|c| c.is_running()).count();
         match (running, total) {
             (_, 0) | (0, _) => State::Stopped,
             (r, t) if r == t => State::Running,
@@ -110,7 +187,7 @@ pub fn parse_ps(out: &str) -> Vec<Container> {
             let project = f.next()?.trim().to_string();
             let service = f.next()?.trim().to_string();
             let name = f.next()?.trim().to_string();
-            let state = f.next()?.trim().to_lowercase();
+            let state = ContainerState::parse(f.next()?);
             let status = f.next()?.trim().to_string();
             let ports = f.next().unwrap_or("").trim();
             if project.is_empty() {
@@ -131,13 +208,13 @@ pub fn parse_ps(out: &str) -> Vec<Container> {
 }
 
 /// `Up 2 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
-pub fn parse_health(status: &str) -> Option<String> {
+pub fn parse_health(status: &str) -> Option<Health> {
     if status.contains("(unhealthy)") {
-        Some("unhealthy".into())
+        Some(Health::Unhealthy)
     } else if status.contains("(healthy)") {
-        Some("healthy".into())
+        Some(Health::Healthy)
     } else if status.contains("(health: starting)") {
-        Some("starting".into())
+        Some(Health::Starting)
     } else {
         None
     }
@@ -187,7 +264,7 @@ mod tests {
                    \t\tstray\trunning\tUp\t\n";
         let list = parse_ps(out);
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].health.as_deref(), Some("healthy"));
+        assert_eq!(list[0].health, Some(Health::Healthy));
         assert_eq!(list[0].host_ports, vec![47001]);
         assert_eq!(list[1].exit_code, Some(1));
         assert!(list[1].failed());
@@ -210,12 +287,12 @@ mod tests {
     #[test]
     fn health_and_exit_codes() {
         assert_eq!(
-            parse_health("Up 1 second (health: starting)").as_deref(),
-            Some("starting")
+            parse_health("Up 1 second (health: starting)"),
+            Some(Health::Starting)
         );
         assert_eq!(
-            parse_health("Up 1 second (unhealthy)").as_deref(),
-            Some("unhealthy")
+            parse_health("Up 1 second (unhealthy)"),
+            Some(Health::Unhealthy)
         );
         assert_eq!(parse_health("Up 1 second"), None);
         assert_eq!(parse_exit_code("Exited (137) 5 seconds ago"), Some(137));
@@ -228,7 +305,7 @@ mod tests {
             project: "p".into(),
             service: "s".into(),
             name: "n".into(),
-            state: state.into(),
+            state: ContainerState::parse(state),
             health: None,
             exit_code: None,
             host_ports: vec![],

@@ -1,27 +1,45 @@
 //! `kinfra sandbox down [--volumes]` / `kinfra local-prod down [--volumes]` — for
 //! local-prod always with its profile, so profile-only services stop too.
 
-use crate::context::{Ctx, Want};
+use crate::context::Ctx;
 use crate::error::Result;
+use crate::instance::Kind;
+use crate::lifecycle;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra sandbox down              # stop the containers, keep the data
+  kinfra sandbox down --volumes    # also remove the instance's volumes
+  kinfra local-prod down --dry-run")]
 pub struct Args {
     /// Also remove the instance's volumes (its data).
     #[arg(long)]
     pub volumes: bool,
+    /// Print the compose command that would run, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
-pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
-    let running = super::resolve_running(ctx, want)?;
-    let mut sub = vec!["down", "--remove-orphans"];
-    if args.volumes {
-        sub.push("--volumes");
+pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
+    let target = lifecycle::resolve(ctx, kind)?;
+    if args.dry_run {
+        super::print_lines(&[
+            format!("stop {} `{}`", target.inst.kind, target.id()),
+            format!(
+                "  `{}`",
+                target
+                    .project
+                    .command(target.flavor, &lifecycle::down_args(args.volumes))
+                    .display()
+            ),
+        ]);
+        return Ok(0);
     }
-    running.compose_streamed(&sub)?;
+    lifecycle::down(&target, args.volumes, &output::Term::new())?;
     output::done(&format!(
         "`{}` stopped{}",
-        running.inst.entry.instance_id,
+        target.id(),
         if args.volumes {
             " and its volumes removed"
         } else {

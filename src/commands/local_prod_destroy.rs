@@ -2,14 +2,18 @@
 //! from the registry's `local_prod` entry, never from the current directory.
 
 use crate::context::Ctx;
-use crate::destroy;
-use crate::error::{Error, Result};
+use crate::destroy::{self, DestroyError, Options};
+use crate::error::Result;
+use crate::instance::Kind;
 use crate::output;
 use crate::registry::canonical;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra local-prod destroy --dry-run   # from anywhere: shows the registered local-prod's plan
+  kinfra local-prod destroy --yes")]
 pub struct Args {
-    /// Skip the prompt; go on when Docker cannot confirm the stop.
+    /// `--yes`, and go on when Docker cannot confirm the stop.
     #[arg(long)]
     pub force: bool,
     /// Print what would be stopped, removed and unregistered, and change nothing.
@@ -22,17 +26,13 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let registry = ctx.registry()?;
-    let Some(entry) = registry.local_prod.clone() else {
-        return Err(
-            Error::failure("no local-prod is registered; nothing to destroy")
-                .hint("`kinfra sandbox list` shows what is registered"),
-        );
-    };
-    let plan = destroy::plan(&ctx.config, &entry, true, true)?;
+    let entry = registry
+        .local_prod
+        .clone()
+        .ok_or(DestroyError::NoLocalProd)?;
+    let plan = destroy::plan(&ctx.config, &entry, Kind::LocalProd, true)?;
     if args.dry_run {
-        for line in plan.describe() {
-            output::data(&line);
-        }
+        super::print_lines(&plan.describe());
         return Ok(0);
     }
     let target = canonical(&plan.path);
@@ -45,16 +45,19 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     for line in plan.describe() {
         output::note(&line);
     }
-    super::sandbox_destroy::confirm_destroy(
-        args.yes,
-        args.force,
+    super::sandbox_destroy::confirm(
+        args.yes || args.force,
         &format!(
             "destroy local-prod `{}` at `{}`",
             entry.instance_id,
             plan.path.display()
         ),
     )?;
-    destroy::execute(&ctx.config, &plan, args.force)?;
+    let opts = Options {
+        rescue: false,
+        force: args.force,
+    };
+    destroy::execute(&ctx.config, &plan, opts, &output::Term::new())?;
     output::done(&format!(
         "destroyed local-prod `{}`; the clone at `{}` was kept (only its `{}` was removed)",
         entry.instance_id,

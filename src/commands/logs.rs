@@ -2,10 +2,17 @@
 
 use std::io::IsTerminal;
 
-use crate::context::{Ctx, Want};
+use crate::context::Ctx;
 use crate::error::Result;
+use crate::instance::Kind;
+use crate::lifecycle;
+use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra sandbox logs               # last 100 lines of every service
+  kinfra sandbox logs backend -f    # follow one service
+  kinfra sandbox logs db --tail 20")]
 pub struct Args {
     /// Only this service.
     pub service: Option<String>,
@@ -17,8 +24,9 @@ pub struct Args {
     pub tail: u32,
 }
 
-pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
-    let running = super::resolve_running(ctx, want)?;
+pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
+    let target = lifecycle::resolve(ctx, kind)?;
+    lifecycle::check_logs(&target, args.service.as_deref())?;
     let tail = args.tail.to_string();
     let mut sub = vec!["logs", "--tail", tail.as_str()];
     if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
@@ -30,5 +38,5 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
     if let Some(s) = &args.service {
         sub.push(s);
     }
-    running.compose_attached(&sub)
+    target.compose_attached(&sub, &output::Term::new())
 }

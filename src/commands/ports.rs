@@ -1,27 +1,63 @@
 //! `kinfra ports [SLOT] [--json]`
 
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Diagnostic, Exit, Result};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra ports            # every slot, one column each
+  kinfra ports 3          # slot 3's ports
+  kinfra ports --json")]
 pub struct Args {
     /// Only this slot (0 = local-prod).
     pub slot: Option<u32>,
+    /// Print one JSON object (`schema_version` 1) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("slot {slot} is outside 0..={count}")]
+struct NoSuchSlot {
+    slot: u32,
+    count: u32,
+}
+
+impl Diagnostic for NoSuchSlot {
+    fn exit(&self) -> Exit {
+        Exit::Usage
+    }
+    fn hint(&self) -> Option<String> {
+        Some("slot 0 is local-prod; sandboxes use 1..=`slots.count`".into())
+    }
+}
+
+#[derive(Serialize)]
+struct PortsReport {
+    schema_version: u32,
+    slots: Vec<SlotPorts>,
+}
+
+#[derive(Serialize)]
+struct SlotPorts {
+    slot: u32,
+    ports: BTreeMap<String, u16>,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let config = &ctx.config;
     let slots: Vec<u32> = match args.slot {
         Some(s) if s > config.slot_count => {
-            return Err(Error::usage(format!(
-                "slot {s} is outside 0..={}",
-                config.slot_count
-            )));
+            return Err(NoSuchSlot {
+                slot: s,
+                count: config.slot_count,
+            }
+            .into());
         }
         Some(s) => vec![s],
         None => (0..=config.slot_count).collect(),
@@ -33,21 +69,20 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             config
                 .ports
                 .for_slot(*s)
-                .map_err(|e| Error::failure(e.to_string()))?,
+                .map_err(crate::config::ConfigError::from)?,
         ));
     }
     if args.json {
-        let slots: Vec<_> = per_slot
-            .iter()
-            .map(|(s, ports)| {
-                let map: serde_json::Map<String, serde_json::Value> = ports
-                    .iter()
-                    .map(|p| (p.key.clone(), json!(p.port)))
-                    .collect();
-                json!({"slot": s, "ports": map})
-            })
-            .collect();
-        output::data(&json!({"schema_version": 1, "slots": slots}).to_string());
+        super::print_json(&PortsReport {
+            schema_version: 1,
+            slots: per_slot
+                .iter()
+                .map(|(s, ports)| SlotPorts {
+                    slot: *s,
+                    ports: ports.iter().map(|p| (p.key.clone(), p.port)).collect(),
+                })
+                .collect(),
+        });
         return Ok(0);
     }
     if let [(slot, ports)] = per_slot.as_slice() {

@@ -1,27 +1,35 @@
-//! `kinfra sandbox destroy [NAME] [--keep-worktree] [--force] [--dry-run] [--yes]`
-//! and `kinfra sandbox destroy --all`.
+//! `kinfra sandbox destroy [NAME] [--keep-worktree] [--rescue] [--force] [--dry-run]
+//! [--yes]` and `kinfra sandbox destroy --all`.
 
-use crate::context::{self, Ctx, Want};
-use crate::destroy::{self, Plan, Removal};
-use crate::error::{Error, Result};
+use crate::context::Ctx;
+use crate::destroy::{self, DestroyError, Options, Plan, Removal};
+use crate::error::Result;
+use crate::instance::{self, Kind};
 use crate::output;
-use crate::registry::Entry;
-use crate::slug;
+use crate::registry::{Entry, canonical};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra sandbox destroy                      # the sandbox you are in (asks first)
+  kinfra sandbox destroy my-feature --dry-run # what would be stopped, removed, unregistered
+  kinfra sandbox destroy my-feature --yes     # no prompt; refuses uncommitted work
+  kinfra sandbox destroy my-feature --rescue  # save uncommitted work as a rescue, then destroy
+  kinfra sandbox destroy --all --yes")]
 pub struct Args {
     /// Sandbox to destroy, by instance id or name (default: the one you are in).
     /// Taken from the registry, never from the directory name.
     #[arg(conflicts_with = "all")]
     pub name: Option<String>,
-    /// Destroy every registered sandbox (never local-prod).
+    /// Destroy every registered sandbox of this project (never local-prod).
     #[arg(long)]
     pub all: bool,
     /// Unregister and stop containers, but leave the worktree on disk.
     #[arg(long)]
     pub keep_worktree: bool,
-    /// Skip the prompt; destroy even with uncommitted changes (kept as a rescue commit)
-    /// or when Docker cannot confirm the stop.
+    /// Save uncommitted work as a rescue commit and go on, instead of refusing.
+    #[arg(long)]
+    pub rescue: bool,
+    /// `--yes` and `--rescue`, and go on when Docker cannot confirm the stop.
     #[arg(long)]
     pub force: bool,
     /// Print what would be stopped, removed and unregistered, and change nothing.
@@ -37,9 +45,19 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let targets: Vec<Entry> = if args.all {
         registry.instances.clone()
     } else if let Some(name) = &args.name {
-        vec![lookup(ctx, &registry, name)?]
+        vec![
+            instance::lookup_sandbox(&ctx.config, &registry, name)
+                .cloned()
+                .ok_or_else(|| DestroyError::NoSuchSandbox {
+                    name: name.clone(),
+                    is_local_prod: registry
+                        .local_prod
+                        .as_ref()
+                        .is_some_and(|lp| &lp.instance_id == name),
+                })?,
+        ]
     } else {
-        vec![context::current_instance(ctx, &registry, Want::Sandbox)?.entry]
+        vec![instance::current(ctx, &registry, Some(Kind::Sandbox))?.entry]
     };
     if targets.is_empty() {
         output::note("no sandboxes are registered");
@@ -50,38 +68,50 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         plans.push(destroy::plan(
             &ctx.config,
             entry,
-            false,
+            Kind::Sandbox,
             args.keep_worktree,
         )?);
     }
-    let refusals: Vec<Error> = if args.force {
+    let opts = Options {
+        rescue: args.rescue || args.force,
+        force: args.force,
+    };
+    let refusals: Vec<DestroyError> = if opts.rescue {
         Vec::new()
     } else {
         plans.iter().filter_map(Plan::dirty_refusal).collect()
     };
     if args.dry_run {
         for plan in &plans {
-            for line in plan.describe() {
-                output::data(&line);
-            }
+            super::print_lines(&plan.describe());
         }
         for r in &refusals {
-            output::warn(&format!("would refuse: {}", r.message));
+            output::warn(&format!("would refuse: {r}"));
         }
         return Ok(0);
     }
     if let Some(first) = refusals.into_iter().next() {
-        return Err(first);
+        return Err(first.into());
     }
     for plan in &plans {
         for line in plan.describe() {
             output::note(&line);
         }
     }
-    confirm(args, &plans)?;
+    let what = match plans.as_slice() {
+        [one] => format!(
+            "destroy sandbox `{}` at `{}`",
+            one.entry.instance_id,
+            one.path.display()
+        ),
+        many => format!("destroy these {} sandboxes", many.len()),
+    };
+    confirm(args.yes || args.force, &what)?;
+    let reporter = output::Term::new();
     let mut failed = 0;
+    let mut left_cwd = None;
     for plan in &plans {
-        match destroy::execute(&ctx.config, plan, args.force) {
+        match destroy::execute(&ctx.config, plan, opts, &reporter) {
             Ok(outcome) => {
                 output::done(&format!("destroyed sandbox `{}`", plan.entry.instance_id));
                 if let (Some(rescue), Removal::Worktree { main }) = (&outcome.rescue, &plan.removal)
@@ -95,6 +125,11 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                         destroy::restore_hint(main, &plan.path, rescue)
                     ));
                 }
+                if let Removal::Worktree { main } = &plan.removal
+                    && canonical(&ctx.cwd).starts_with(canonical(&plan.path))
+                {
+                    left_cwd = Some(main.clone());
+                }
             }
             Err(e) if plans.len() == 1 => return Err(e),
             Err(e) => {
@@ -106,62 +141,35 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             }
         }
     }
+    if let Some(main) = left_cwd {
+        output::hint(&format!(
+            "your shell is in a directory that is gone: cd {}",
+            crate::process::shell_quote(&main.display().to_string())
+        ));
+    }
     if failed > 0 {
-        return Err(Error::failure(format!(
-            "{failed} of {} sandboxes were not destroyed",
-            plans.len()
-        )));
+        return Err(DestroyError::Some {
+            failed,
+            total: plans.len(),
+        }
+        .into());
     }
     Ok(0)
 }
 
-/// A registered sandbox by instance id, or by the name it was created with.
-fn lookup(ctx: &Ctx, registry: &crate::registry::Registry, name: &str) -> Result<Entry> {
-    let by_slug = format!("{}{}", ctx.config.sandbox_prefix, slug::slugify(name));
-    registry
-        .sandbox(name)
-        .or_else(|| registry.sandbox(&by_slug))
-        .cloned()
-        .ok_or_else(|| {
-            let hint = if registry
-                .local_prod
-                .as_ref()
-                .is_some_and(|lp| lp.instance_id == name)
-            {
-                "that is local-prod; use `kinfra local-prod destroy`".to_string()
-            } else {
-                "`kinfra sandbox list` shows the registered sandboxes".to_string()
-            };
-            Error::failure(format!("no registered sandbox is called `{name}`")).hint(hint)
-        })
-}
-
-/// Ask on a terminal; refuse without one unless --yes or --force.
-pub fn confirm_destroy(yes: bool, force: bool, what: &str) -> Result<()> {
-    if yes || force {
+/// Ask on a terminal; refuse without one unless the prompt is skipped.
+pub fn confirm(skip: bool, what: &str) -> Result<(), DestroyError> {
+    if skip {
         return Ok(());
     }
     if !output::interactive() {
-        return Err(Error::failure(format!(
-            "refusing to {what} without confirmation: no terminal to ask on"
-        ))
-        .hint("pass --yes to confirm (refusals still apply), or --dry-run to see the plan"));
+        return Err(DestroyError::NoTerminal {
+            what: what.to_string(),
+        });
     }
     if output::confirm(&format!("{what}?")) {
         Ok(())
     } else {
-        Err(Error::failure("cancelled; nothing was changed"))
+        Err(DestroyError::Cancelled)
     }
-}
-
-fn confirm(args: &Args, plans: &[Plan]) -> Result<()> {
-    let what = match plans {
-        [one] => format!(
-            "destroy sandbox `{}` at `{}`",
-            one.entry.instance_id,
-            one.path.display()
-        ),
-        many => format!("destroy these {} sandboxes", many.len()),
-    };
-    confirm_destroy(args.yes, args.force, &what)
 }

@@ -1,86 +1,50 @@
 //! `kinfra sandbox status [--json]` (and for local-prod): containers (exited ones
-//! too, with health), the URL of every port, and the shared-data summary.
+//! too, with health), the gate's checks run once, the URL of every port, and the
+//! shared-data summary.
 
-use serde_json::json;
-
-use crate::context::{self, Ctx, Want};
+use crate::context::Ctx;
 use crate::error::Result;
+use crate::inspect;
+use crate::instance::{self, Kind};
 use crate::output;
-use crate::status::{self, State};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra sandbox status
+  kinfra sandbox status --json | jq .checks")]
 pub struct Args {
+    /// Print one JSON object (`schema_version` 1) instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
-    let config = &ctx.config;
+pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
     let registry = ctx.registry()?;
-    let inst = context::current_instance(ctx, &registry, want)?;
-    let id = &inst.entry.instance_id;
-    let (containers, state) = match status::project_containers(id) {
-        Ok(list) => {
-            let state = State::of(&list);
-            (list, state)
-        }
-        Err(e) => {
-            output::warn(&format!("cannot read container state: {e}"));
-            (Vec::new(), State::Unknown)
-        }
-    };
-    let ports = super::instance_ports(config, &inst)?;
-    let urls = crate::layout::urls(config, &ports);
-    let shared: Vec<(String, std::path::PathBuf, Option<usize>)> = config
-        .shared_subdirs
-        .iter()
-        .map(|s| {
-            let path = config.shared_dir.join(&s.name);
-            let entries = std::fs::read_dir(&path).ok().map(|d| d.count());
-            (s.name.clone(), path, entries)
-        })
-        .collect();
-
+    let inst = instance::current(ctx, &registry, Some(kind))?;
+    let report = inspect::status(&ctx.config, &inst)?;
+    if let Some(e) = &report.docker_error {
+        output::warn(&format!("cannot read container state: {e}"));
+    }
     if args.json {
-        let doc = json!({
-            "schema_version": 1,
-            "instance_id": id,
-            "kind": if inst.is_local_prod { "local-prod" } else { "sandbox" },
-            "slot": inst.entry.slot,
-            "path": inst.entry.path,
-            "state": state.label(),
-            "containers": containers,
-            "ports": ports.iter().map(|p| (p.key.clone(), json!(p.port))).collect::<serde_json::Map<_, _>>(),
-            "urls": urls.iter().map(|(l, u)| (l.clone(), json!(u))).collect::<serde_json::Map<_, _>>(),
-            "shared": {
-                "dir": config.shared_dir,
-                "subdirs": shared.iter().map(|(n, p, e)| json!({"name": n, "path": p, "exists": e.is_some(), "entries": e})).collect::<Vec<_>>(),
-            },
-        });
-        output::data(&doc.to_string());
+        super::print_json(&report);
         return Ok(0);
     }
     output::data(&format!(
-        "{id} ({}, slot {}) — {}",
-        if inst.is_local_prod {
-            "local-prod"
-        } else {
-            "sandbox"
-        },
-        inst.entry.slot,
-        state.label()
+        "{} ({}, slot {}) — {}",
+        report.instance_id, report.kind, report.slot, report.state
     ));
-    output::data(&format!("path: {}", inst.entry.path));
-    if containers.is_empty() {
+    output::data(&format!("path: {}", report.path));
+    if report.containers.is_empty() {
         output::data("containers: none");
     } else {
-        let rows: Vec<Vec<String>> = containers
+        let rows: Vec<Vec<String>> = report
+            .containers
             .iter()
             .map(|c| {
                 vec![
                     c.service.clone(),
-                    c.state.clone(),
-                    c.health.clone().unwrap_or_else(|| "-".into()),
+                    c.state.to_string(),
+                    c.health.map_or_else(|| "-".into(), |h| h.to_string()),
                     c.status.clone(),
                 ]
             })
@@ -90,25 +54,30 @@ pub fn run(ctx: &Ctx, args: &Args, want: Want) -> Result<u8> {
             &rows,
         ));
     }
+    if !report.checks.is_empty() {
+        output::data("");
+        for c in &report.checks {
+            let mark = if c.passed { "✓" } else { "✗" };
+            output::data(&format!("{mark} {}: {}", c.name, c.detail));
+        }
+    }
     output::data("");
-    let rows: Vec<Vec<String>> = ports
+    let rows: Vec<Vec<String>> = report
+        .ports
         .iter()
-        .map(|p| {
-            let url = config
-                .ports
-                .spec(&p.group)
-                .and_then(|s| s.url.as_ref())
-                .map_or_else(|| "-".into(), |u| u.replace("{port}", &p.port.to_string()));
-            vec![p.key.clone(), p.port.to_string(), url]
+        .map(|(key, port)| {
+            let url = super::url_of(&ctx.config, key, *port);
+            vec![key.clone(), port.to_string(), url]
         })
         .collect();
     output::data(&output::table(&["PORT KEY", "PORT", "URL"], &rows));
     output::data("");
-    output::data(&format!("shared data: {}", config.shared_dir.display()));
-    for (name, _, entries) in &shared {
+    output::data(&format!("shared data: {}", report.shared.dir.display()));
+    for d in &report.shared.subdirs {
         output::data(&format!(
-            "  {name}: {}",
-            entries.map_or_else(
+            "  {}: {}",
+            d.name,
+            d.entries.map_or_else(
                 || "missing (run `kinfra sandbox init-shared`)".into(),
                 |n| format!("{n} entries")
             )

@@ -121,9 +121,9 @@ impl crate::error::Diagnostic for ComposeError {
     fn hint(&self) -> Option<String> {
         match self {
             ComposeError::Docker(d) => crate::error::Diagnostic::hint(d),
-            ComposeError::Missing => Some(
-                "install the Compose plugin (`docker compose`) or `docker-compose`".into(),
-            ),
+            ComposeError::Missing => {
+                Some("install the Compose plugin (`docker compose`) or `docker-compose`".into())
+            }
         }
     }
 }

@@ -1,10 +1,10 @@
-
 // Bad input of every kind: each case checks the exit code, a clear one-line
 // `error: …` on stderr (plus at most a `hint: …`), and that nothing changed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::common::exit;
 use crate::common::{Env, Run, canon};
 
 /// Tests that bind a sandbox port, and the test that needs every slot's ports free,
@@ -84,7 +84,10 @@ fn check_error(run: &Run, code: i32, needles: &[&str]) -> Result<String, String>
 
 #[track_caller]
 fn assert_error(run: &Run, code: i32, needles: &[&str]) -> String {
-    check_error(run, code, needles).unwrap_or_else(|e| panic!("{e}"))
+    match check_error(run, code, needles) {
+        Ok(line) => line,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 #[track_caller]
@@ -183,7 +186,7 @@ fn create_with_an_invalid_slot_fails() {
     let before = snapshot(&env);
     for (slot, needle) in [("0", "slot 0"), ("11", "slot 11"), ("-1", "slot -1")] {
         let run = env.kinfra(&env.main, &["sandbox", "create", "s", "--slot", slot]);
-        assert_error(&run, 1, &[needle]);
+        assert_error(&run, exit::USAGE, &[needle]);
         assert_unchanged(&env, &before);
     }
     // Not a number at all: clap's usage error.
@@ -208,7 +211,7 @@ fn create_into_an_existing_directory_fails() {
     let before = snapshot(&env);
     let run = env.kinfra(&env.main, &["sandbox", "create", "taken"]);
     let want = canon(&taken).display().to_string();
-    assert_error(&run, 1, &[&want, "already exists"]);
+    assert_error(&run, exit::CONFLICT, &[&want, "already exists"]);
     assert_unchanged(&env, &before);
     assert_eq!(
         std::fs::read_to_string(taken.join("keep.txt")).unwrap(),
@@ -231,7 +234,7 @@ fn all_slots_taken_names_every_holder() {
     let before = snapshot(&env);
 
     let run = env.kinfra(&env.main, &["sandbox", "create", "s11"]);
-    let line = assert_error(&run, 1, &["slots are in use"]);
+    let line = assert_error(&run, exit::CONFLICT, &["slots are in use"]);
     for n in 1..=10 {
         let holder = format!("{n}: ktrdr--s{n}");
         assert!(line.contains(&holder), "{holder:?} missing from: {line}");
@@ -239,7 +242,7 @@ fn all_slots_taken_names_every_holder() {
     assert_unchanged(&env, &before);
 
     let run = env.kinfra(&env.main, &["sandbox", "create", "other", "--slot", "3"]);
-    assert_error(&run, 1, &["slot 3", "ktrdr--s3"]);
+    assert_error(&run, exit::CONFLICT, &["slot 3", "ktrdr--s3"]);
     assert_unchanged(&env, &before);
 }
 
@@ -249,7 +252,7 @@ fn a_held_slot_names_its_holder() {
     env.create_sandbox("first");
     let before = snapshot(&env);
     let run = env.kinfra(&env.main, &["sandbox", "create", "second", "--slot", "1"]);
-    assert_error(&run, 1, &["slot 1", "ktrdr--first"]);
+    assert_error(&run, exit::CONFLICT, &["slot 1", "ktrdr--first"]);
     assert_unchanged(&env, &before);
 }
 
@@ -433,7 +436,7 @@ fn init_twice_fails_and_changes_nothing() {
         &["sandbox", "init", "--name", "another"][..],
     ] {
         let run = env.kinfra(&env.main, args);
-        assert_error(&run, 1, &["already initialized"]);
+        assert_error(&run, exit::CONFLICT, &["already initialized"]);
         assert_unchanged(&env, &before);
     }
 }
@@ -451,7 +454,7 @@ fn init_where_the_basename_is_taken_hints_at_name() {
     let clone = elsewhere.join("ktrdr--x");
     let before = snapshot(&env);
     let run = env.kinfra(&clone, &["sandbox", "init"]);
-    assert_error(&run, 1, &["ktrdr--x", "taken"]);
+    assert_error(&run, exit::CONFLICT, &["ktrdr--x", "taken"]);
     assert_hint(&run, "--name");
     assert_unchanged(&env, &before);
     assert!(!env_file(&clone).exists());
@@ -483,7 +486,7 @@ fn local_prod_init_refuses_a_linked_worktree() {
     let before = snapshot(&env);
     for dir in [&wt, &sandbox] {
         let run = env.kinfra(dir, &["local-prod", "init"]);
-        assert_error(&run, 1, &["linked git worktree"]);
+        assert_error(&run, exit::REFUSED, &["linked git worktree"]);
         assert_unchanged(&env, &before);
         assert!(!env_file(dir).exists());
     }
@@ -498,11 +501,11 @@ fn a_second_local_prod_is_refused() {
     assert!(env_file(&prod).is_file());
     let before = snapshot(&env);
     let run = env.kinfra(&env.main, &["local-prod", "create"]);
-    assert_error(&run, 1, &["already registered", "ktrdr-prod"]);
+    assert_error(&run, exit::CONFLICT, &["already registered", "ktrdr-prod"]);
     assert_unchanged(&env, &before);
     // Not from local-prod itself either, nor by init in another clone.
     let run = env.kinfra(&prod, &["local-prod", "create"]);
-    assert_error(&run, 1, &["already registered"]);
+    assert_error(&run, exit::CONFLICT, &["already registered"]);
     assert_unchanged(&env, &before);
     let clone = env.sibling("second-clone");
     env.git(
@@ -511,7 +514,7 @@ fn a_second_local_prod_is_refused() {
     );
     let before = snapshot(&env);
     let run = env.kinfra(&clone, &["local-prod", "init"]);
-    assert_error(&run, 1, &["already registered"]);
+    assert_error(&run, exit::CONFLICT, &["already registered"]);
     assert_unchanged(&env, &before);
     assert!(!env_file(&clone).exists());
 }
@@ -524,7 +527,7 @@ fn local_prod_create_refuses_an_existing_directory() {
     std::fs::write(prod.join("precious.txt"), "do not touch").unwrap();
     let before = snapshot(&env);
     let run = env.kinfra(&env.main, &["local-prod", "create"]);
-    assert_error(&run, 1, &["ktrdr-prod", "already exists"]);
+    assert_error(&run, exit::CONFLICT, &["ktrdr-prod", "already exists"]);
     assert_unchanged(&env, &before);
     assert_eq!(
         std::fs::read_to_string(prod.join("precious.txt")).unwrap(),
@@ -551,7 +554,7 @@ fn instance_commands_outside_an_instance_fail_with_a_hint() {
             &["sandbox", "destroy", "--yes"][..],
         ] {
             let run = env.kinfra(dir, args);
-            assert_error(&run, 1, &["not inside a kinfra instance"]);
+            assert_error(&run, exit::NOT_FOUND, &["not inside a kinfra instance"]);
             assert_hint(&run, "sandbox");
             assert_unchanged(&env, &before);
         }

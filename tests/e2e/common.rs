@@ -258,3 +258,16 @@ pub fn listed(env: &Env, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("`{id}` not listed: {list:#}"))
         .clone()
 }
+
+/// kinfra's exit codes (the README's table).
+pub mod exit {
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const CONFLICT: i32 = 3;
+    pub const REFUSED: i32 = 4;
+    pub const NOT_FOUND: i32 = 5;
+    pub const EXTERNAL: i32 = 6;
+    pub const GATE_FAILED: i32 = 7;
+    pub const TIMED_OUT: i32 = 8;
+    pub const NOT_RUNNING: i32 = 9;
+}

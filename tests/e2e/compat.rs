@@ -1,4 +1,3 @@
-
 // Compatibility with the Python ktrdr tool, both ways: kinfra reads the registry and
 // env file exactly as ktrdr writes them (`json.dump(data, f, indent=2)`; sorted
 // `KEY=VALUE` lines), and ktrdr's reader (`InstanceInfo(**v)`) accepts what kinfra writes.
@@ -232,10 +231,10 @@ fn kinfra_works_inside_a_python_made_sandbox() {
         let run = env.kinfra(dir, &["env"]);
         run.assert_code(0);
         for line in [
-            "export INSTANCE_ID=ktrdr--legacy",
-            "export KTRDR_API_PORT=8003",
-            "export KTRDR_WORKER_PORT_4=5034",
-            "export SLOT_NUMBER=3",
+            "export INSTANCE_ID='ktrdr--legacy'",
+            "export KTRDR_API_PORT='8003'",
+            "export KTRDR_WORKER_PORT_4='5034'",
+            "export SLOT_NUMBER='3'",
         ] {
             assert!(run.stdout.lines().any(|l| l == line), "{}", run.stdout);
         }

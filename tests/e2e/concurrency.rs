@@ -1,4 +1,3 @@
-
 // Concurrent kinfra processes on one registry: slot allocation under the lock, no lost
 // entries, readers never see a torn file, and a held lock times out cleanly.
 
@@ -176,7 +175,8 @@ fn a_briefly_held_lock_is_waited_for() {
     let lock = File::create(&lock_path).unwrap();
     lock.lock().unwrap();
     let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
+        // Long enough to outlast create's planning (git and Docker reads) on a busy machine.
+        std::thread::sleep(Duration::from_millis(4000));
         drop(lock);
     });
     let run = env.kinfra(&env.main, &["sandbox", "create", "patient"]);

@@ -1,4 +1,3 @@
-
 // Crash safety: for every named crash point (`KINFRA_TEST_CRASH_AT`), kinfra is killed
 // with SIGKILL there, as `kill -9` or a power cut would stop it. After every crash the
 // registry parses, no two sandboxes share a slot, `doctor --json` explains what is left
@@ -13,6 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use crate::common::exit;
 use crate::common::{Env, Run, canon};
 use serde_json::Value;
 
@@ -453,7 +453,7 @@ fn create_after_env_file_is_resumed_or_registered_by_doctor_fix() {
     assert_final(&env, &want, None, &env.main, &[]);
     // The create is finished: running it again is refused.
     env.kinfra(&env.main, &["sandbox", "create", "x"])
-        .assert_code(1);
+        .assert_code(exit::CONFLICT);
 }
 
 #[test]
@@ -464,7 +464,7 @@ fn create_of_a_registered_sandbox_does_not_claim_to_resume() {
     let env = Env::new();
     env.create_sandbox("x");
     let again = env.kinfra(&env.main, &["sandbox", "create", "x"]);
-    again.assert_code(1);
+    again.assert_code(exit::CONFLICT);
     assert_eq!(count_resumes(&again, "create"), 0, "{}", again.stderr);
 }
 
@@ -666,7 +666,7 @@ fn init_after_env_file_is_reported_and_resumed() {
     assert_final(&env, &want, None, &plain, &[]);
     // A finished init is not resumed again.
     env.kinfra(&plain, &["sandbox", "init"])
-        .assert_code(1)
+        .assert_code(exit::CONFLICT)
         .assert_stderr_contains("already initialized");
 }
 
@@ -773,7 +773,7 @@ fn sandbox_destroy_after_rescue_keeps_the_work_and_is_finished_by_rerun() {
 
     // Without --force the re-run still refuses uncommitted work and changes nothing.
     env.kinfra(&env.main, &["sandbox", "destroy", "x", "--yes"])
-        .assert_code(1)
+        .assert_code(exit::REFUSED)
         .assert_stderr_contains("uncommitted");
     assert!(path.join("work.txt").is_file());
     assert_eq!(rescue_refs(&env), after_crash);

@@ -1,4 +1,3 @@
-
 // Path safety: the whole sandbox and local-prod flow where the directories hold spaces,
 // non-ASCII characters or a leading dash, with odd branch names, and with a HOME whose
 // path needs shell quoting. Paths must reach git as single arguments (never through a
@@ -8,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::exit;
 use crate::common::{Env, Run, canon, id_of, listed};
 use serde_json::Value;
 
@@ -174,7 +174,7 @@ fn whole_flow(env: &Env, name: &str, branch: Option<&str>) {
     std::fs::write(sandbox.join("notes é.txt"), "precious\n").unwrap();
     std::fs::write(sandbox.join("README.md"), "changed\n").unwrap();
     env.kinfra(&env.main, &["sandbox", "destroy", name, "--yes"])
-        .assert_code(1);
+        .assert_code(exit::REFUSED);
     assert!(sandbox.join("notes é.txt").is_file());
     let run = env.kinfra(&env.main, &["sandbox", "destroy", name, "--force"]);
     run.assert_code(0);

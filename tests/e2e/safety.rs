@@ -1,4 +1,3 @@
-
 // End-to-end tests of the destroy safety invariants (SPEC sections 6 and 11).
 //
 // Every test gets its own `Env` (temp HOME, registry, repositories). Sandbox names
@@ -8,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::exit;
 use crate::common::{Env, LabelledVolume, Run, branch_exists, canon, docker, id_of, worktrees};
 use serde_json::Value;
 
@@ -268,7 +268,7 @@ fn local_prod_destroy_from_a_sandbox_without_local_prod_changes_nothing() {
         let mut args = vec!["local-prod", "destroy"];
         args.extend_from_slice(flags);
         let run = env.kinfra(&sandbox, &args);
-        run.assert_code(1);
+        run.assert_code(exit::NOT_FOUND);
         assert_eq!(snapshot(&sandbox), files_before);
         assert_eq!(env.registry_text(), reg_before);
     }
@@ -304,7 +304,7 @@ fn scenario3_local_prod_destroy_from_the_local_prod_directory() {
 
     // Destroying again: nothing registered, exit 1, clone still there.
     env.kinfra(&prod, &["local-prod", "destroy", "--yes"])
-        .assert_code(1);
+        .assert_code(exit::NOT_FOUND);
     assert!(prod.join("README.md").is_file());
 }
 
@@ -376,17 +376,17 @@ impl World {
 #[test]
 fn sandbox_destroy_in_local_prod_is_refused() {
     let w = World::new("in-lp");
-    w.assert_destroy_refused_in(&w.prod, 1, "local-prod");
+    w.assert_destroy_refused_in(&w.prod, exit::REFUSED, "local-prod");
     // A subdirectory of local-prod is local-prod too.
     let sub = w.prod.join("subdir");
     std::fs::create_dir_all(&sub).unwrap();
-    w.assert_destroy_refused_in(&sub, 1, "local-prod");
+    w.assert_destroy_refused_in(&sub, exit::REFUSED, "local-prod");
 }
 
 #[test]
 fn sandbox_destroy_in_the_main_repository_is_refused() {
     let w = World::new("in-main");
-    w.assert_destroy_refused_in(&w.env.main, 1, "not inside a kinfra instance");
+    w.assert_destroy_refused_in(&w.env.main, exit::NOT_FOUND, "not inside a kinfra instance");
 }
 
 #[test]
@@ -404,7 +404,7 @@ fn sandbox_destroy_in_an_unregistered_directory_with_an_env_file_is_refused() {
         ],
     );
     std::fs::copy(w.sandbox.join(".env.sandbox"), stray.join(".env.sandbox")).unwrap();
-    w.assert_destroy_refused_in(&stray, 1, "doctor");
+    w.assert_destroy_refused_in(&stray, exit::REFUSED, "doctor");
     assert!(stray.join(".env.sandbox").is_file());
     assert!(stray.join(".git").is_dir());
 }
@@ -421,7 +421,7 @@ fn sandbox_destroy_where_env_file_disagrees_with_registry_is_refused() {
     );
     assert_ne!(text, changed);
     std::fs::write(&env_file, changed).unwrap();
-    w.assert_destroy_refused_in(&w.sandbox, 1, "INSTANCE_ID");
+    w.assert_destroy_refused_in(&w.sandbox, exit::REFUSED, "INSTANCE_ID");
 }
 
 // ---------------------------------------------------------------------------
@@ -440,14 +440,15 @@ fn dirty_sandbox_is_refused_then_rescued_with_force() {
 
     // --yes: refused, nothing changed.
     let run = env.kinfra(&env.main, &["sandbox", "destroy", &name, "--yes"]);
-    run.assert_code(1).assert_stderr_contains("uncommitted");
+    run.assert_code(exit::REFUSED)
+        .assert_stderr_contains("uncommitted");
     assert_eq!(snapshot(&sandbox), files_before);
     assert_eq!(env.registry_text(), reg_before);
     assert!(rescue_refs(&env, &env.main, &id).is_empty());
 
     // From inside the sandbox too.
     env.kinfra(&sandbox, &["sandbox", "destroy", "--yes"])
-        .assert_code(1);
+        .assert_code(exit::REFUSED);
     assert_eq!(snapshot(&sandbox), files_before);
     assert_eq!(env.registry_text(), reg_before);
 
@@ -575,7 +576,7 @@ fn clean_sandbox_destroyed_by_name_from_the_main_repository() {
 
     // Again: not registered any more.
     let run = env.kinfra(&env.main, &["sandbox", "destroy", &name, "--yes"]);
-    run.assert_code(1)
+    run.assert_code(exit::NOT_FOUND)
         .assert_stderr_contains("no registered sandbox");
     assert!(branch_exists(&env, &env.main, &id));
 }
@@ -587,7 +588,7 @@ fn sandbox_destroy_by_name_refuses_local_prod() {
     let reg_before = env.registry_text();
     for flag in ["--yes", "--force"] {
         let run = env.kinfra(&env.main, &["sandbox", "destroy", "ktrdr-prod", flag]);
-        run.assert_code(1)
+        run.assert_code(exit::NOT_FOUND)
             .assert_stderr_contains("local-prod destroy");
         assert_eq!(env.registry_text(), reg_before);
         assert!(prod.join(".env.sandbox").is_file());
@@ -618,12 +619,12 @@ fn sandbox_without_prompt_or_yes_is_refused() {
     let sandbox = env.create_sandbox(&name);
     let reg_before = env.registry_text();
     env.kinfra(&env.main, &["sandbox", "destroy", &name])
-        .assert_code(1);
+        .assert_code(exit::REFUSED);
     assert!(sandbox.join(".env.sandbox").is_file());
     assert_eq!(env.registry_text(), reg_before);
     let prod = create_local_prod(&env, &env.main);
     env.kinfra(&env.main, &["local-prod", "destroy"])
-        .assert_code(1);
+        .assert_code(exit::REFUSED);
     assert!(prod.join(".env.sandbox").is_file());
     assert!(env.registry()["local_prod"].is_object());
 }
@@ -729,7 +730,7 @@ fn docker_unreachable_refuses_without_force_and_proceeds_with_it() {
     let reg_before = env.registry_text();
 
     let run = kinfra_docker_down(&env, &env.main, &["sandbox", "destroy", &name, "--yes"]);
-    run.assert_code(1);
+    run.assert_code(exit::EXTERNAL);
     assert_eq!(snapshot(&sandbox), files_before);
     assert_eq!(env.registry_text(), reg_before);
     assert!(worktrees(&env, &env.main).contains(&canon(&sandbox)));
@@ -748,7 +749,8 @@ fn docker_unreachable_local_prod_destroy_refuses_without_force() {
     let reg_before = env.registry_text();
     let files_before = snapshot(&prod);
 
-    kinfra_docker_down(&env, &env.main, &["local-prod", "destroy", "--yes"]).assert_code(1);
+    kinfra_docker_down(&env, &env.main, &["local-prod", "destroy", "--yes"])
+        .assert_code(exit::EXTERNAL);
     assert_eq!(env.registry_text(), reg_before);
     assert_eq!(snapshot(&prod), files_before);
 
@@ -787,7 +789,7 @@ fn a_registered_path_replaced_by_a_symlink_is_never_deleted_through() {
         let mut args = vec!["sandbox", "destroy", name.as_str()];
         args.extend_from_slice(flags);
         let run = env.kinfra(&env.main, &args);
-        run.assert_code(1);
+        run.assert_code(exit::REFUSED);
         assert!(moved.is_dir(), "the symlink target was deleted ({flags:?})");
         assert_eq!(
             snapshot(&moved),
@@ -854,7 +856,7 @@ fn destroy_all_with_one_dirty_sandbox_refuses_everything_without_force() {
     let reg_before = env.registry_text();
 
     env.kinfra(&env.main, &["sandbox", "destroy", "--all", "--yes"])
-        .assert_code(1);
+        .assert_code(exit::REFUSED);
     assert!(sa.join(".env.sandbox").is_file());
     assert!(sb.join("notes.txt").is_file());
     assert_eq!(env.registry_text(), reg_before);
@@ -934,7 +936,7 @@ fn a_plain_directory_at_a_stale_registered_path_is_not_deleted() {
 
     for flag in ["--yes", "--force"] {
         env.kinfra(&env.main, &["sandbox", "destroy", &name, flag])
-            .assert_code(1);
+            .assert_code(exit::REFUSED);
         assert_eq!(snapshot(&sandbox), before, "({flag})");
         assert_eq!(env.registry_text(), reg_before, "({flag})");
     }
@@ -953,7 +955,7 @@ fn a_registry_entry_pointing_at_the_main_repository_never_deletes_it() {
 
     for flag in ["--yes", "--force"] {
         env.kinfra(&env.main, &["sandbox", "destroy", &name, flag])
-            .assert_code(1);
+            .assert_code(exit::REFUSED);
         assert_eq!(snapshot(&env.main), main_before, "({flag})");
         assert!(env.main.join(".git").is_dir());
         assert_eq!(env.registry_text(), reg_before, "({flag})");
@@ -974,7 +976,7 @@ fn a_registry_entry_pointing_at_a_clone_never_deletes_it() {
 
     for flag in ["--yes", "--force"] {
         env.kinfra(&env.main, &["sandbox", "destroy", &name, flag])
-            .assert_code(1);
+            .assert_code(exit::REFUSED);
         assert_eq!(snapshot(&prod), prod_before, "({flag})");
         assert!(prod.join(".git").is_dir());
         assert_eq!(env.registry_text(), reg_before, "({flag})");
@@ -1053,7 +1055,7 @@ fn staged_only_changes_are_refused_and_rescued() {
     env.git(&sandbox, &["add", "staged.txt"]);
 
     env.kinfra(&env.main, &["sandbox", "destroy", &name, "--yes"])
-        .assert_code(1);
+        .assert_code(exit::REFUSED);
     assert!(sandbox.join("staged.txt").is_file());
     env.kinfra(&env.main, &["sandbox", "destroy", &name, "--force"])
         .assert_code(0);
@@ -1080,11 +1082,11 @@ fn instance_commands_run_only_in_their_own_kind_of_instance() {
     let before = env.registry_text();
     for sub in ["up", "down", "status", "logs", "shell"] {
         let run = env.kinfra(&sandbox, &["local-prod", sub]);
-        run.assert_code(1);
+        run.assert_code(exit::REFUSED);
         run.assert_stderr_contains("not local-prod");
         run.assert_stderr_contains(&format!("registered local-prod at `{}`", prod.display()));
         let run = env.kinfra(&prod, &["sandbox", sub]);
-        run.assert_code(1);
+        run.assert_code(exit::REFUSED);
         run.assert_stderr_contains("is local-prod, not a sandbox");
     }
     assert_eq!(env.registry_text(), before);

@@ -12,7 +12,6 @@
 //! A guard destroys every instance a test made, and removes by label whatever is left,
 //! even when an assertion fails.
 
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::common::exit;
 use crate::common::{Env, Run};
 
 const IMAGE: &str = "kinfra-test/busybox:latest";
@@ -522,7 +522,7 @@ fn gate_failure_exits_2_fast_with_logs() {
         "failing up returned in {:.1}s",
         took.as_secs_f64()
     ));
-    run.assert_code(7);
+    run.assert_code(exit::GATE_FAILED);
     assert!(
         took < Duration::from_secs(20),
         "a container that exits must fail the gate at once, not at the deadline; took {took:?}"
@@ -553,7 +553,7 @@ fn port_conflict_exits_3_then_up_is_idempotent() {
     let listener = TcpListener::bind(("127.0.0.1", sb.db_port()))
         .unwrap_or_else(|e| panic!("bind 127.0.0.1:{}: {e}", sb.db_port()));
     let run = st.kinfra(&sb.path, &["sandbox", "up", "--timeout", "60"]);
-    run.assert_code(3)
+    run.assert_code(exit::CONFLICT)
         .assert_stderr_contains(&sb.db_port().to_string());
     assert_eq!(
         running(&sb.id),
@@ -669,7 +669,7 @@ fn destroy_removes_docker_resources_and_refuses_without_docker() {
         &["sandbox", "destroy", "--yes"],
         &[("DOCKER_HOST", "unix:///nonexistent.sock")],
     );
-    run.assert_code(1);
+    run.assert_code(exit::EXTERNAL);
     assert!(sb.path.is_dir(), "worktree kept");
     assert!(sb.path.join(".env.sandbox").is_file(), "env file kept");
     assert!(
@@ -848,7 +848,7 @@ fn secrets_reach_compose_only_through_the_environment() {
             .trim(),
     );
     let run = st.kinfra(&prod, &["local-prod", "up", "--timeout", "60"]);
-    run.assert_code(1);
+    run.assert_code(exit::REFUSED);
     run.assert_stderr_contains("cannot load secrets for local-prod");
     run.assert_stderr_contains("--no-secrets");
     assert!(
@@ -885,7 +885,7 @@ fn docker_down_or_missing_is_one_line_error() {
         &["sandbox", "up"],
         &[("DOCKER_HOST", "unix:///nonexistent-kinfra.sock")],
     );
-    run.assert_code(1);
+    run.assert_code(exit::EXTERNAL);
     let errors: Vec<&str> = run
         .stderr
         .lines()
@@ -917,7 +917,7 @@ fn docker_down_or_missing_is_one_line_error() {
         &["sandbox", "up"],
         &[("PATH", bin.to_str().unwrap())],
     );
-    run.assert_code(1);
+    run.assert_code(exit::EXTERNAL);
     run.assert_stderr_contains("`docker` is not installed");
 
     assert!(containers(&sb.id).is_empty());

@@ -1,4 +1,3 @@
-
 // Concurrency stress: 20 kinfra processes released together on one registry, mixing
 // creates, destroys, lists and doctors. Slots are 1..=10, so the mix is 2 pre-created
 // sandboxes (destroyed during the run) + 8 new ones: at most 10 exist at any moment,

@@ -1,4 +1,3 @@
-
 // The failure modes of ktrdr's Python sandbox tool, each as a named end-to-end test of
 // what kinfra does instead. Every test has its own HOME and repositories; Docker is
 // shared by every process on the machine, so names that reach Docker carry the test
@@ -11,7 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, listed, worktrees};
+use crate::common::exit;
+use crate::common::{
+    Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, listed, worktrees,
+};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process.
@@ -214,7 +216,8 @@ fn slot_reuse_after_manual_delete_with_surviving_volumes_is_refused() {
     let reg_before = env.registry_text();
 
     let run = env.kinfra(&env.main, &["sandbox", "create", &name]);
-    run.assert_code(1).assert_stderr_contains(&volume.0);
+    run.assert_code(exit::CONFLICT)
+        .assert_stderr_contains(&volume.0);
     let hint = run
         .stderr
         .lines()

@@ -1,0 +1,140 @@
+//! What one instance looks like right now, for `status`: its containers (exited ones
+//! too, with health), its ports and URLs, the gate's checks run once, and the shared
+//! data directories. Everything is a typed, serialisable report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::gate::Check;
+use crate::instance::{Instance, Kind};
+use crate::status::{self, Container, State};
+
+/// `status --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub schema_version: u32,
+    pub instance_id: String,
+    pub kind: Kind,
+    pub slot: u32,
+    pub path: String,
+    pub state: String,
+    /// Why the state is unknown, when Docker could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_error: Option<String>,
+    pub containers: Vec<Container>,
+    pub ports: BTreeMap<String, u16>,
+    pub urls: BTreeMap<String, String>,
+    pub checks: Vec<CheckResult>,
+    pub shared: SharedSummary,
+}
+
+/// One gate check, tried once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    /// What passed ("4 workers registered") or the error.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedSummary {
+    pub dir: PathBuf,
+    pub subdirs: Vec<SharedDir>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedDir {
+    pub name: String,
+    pub path: PathBuf,
+    pub exists: bool,
+    pub entries: Option<usize>,
+}
+
+/// Gather the status of `inst`. Docker being unreachable is reported in the result,
+/// not as an error: the rest is still worth showing.
+pub fn status(config: &Config, inst: &Instance) -> Result<StatusReport> {
+    let (containers, state, docker_error) = match status::project_containers(inst.id()) {
+        Ok(list) => {
+            let state = State::of(&list);
+            (list, state, None)
+        }
+        Err(e) => (Vec::new(), State::Unknown, Some(e.to_string())),
+    };
+    let ports = crate::lifecycle::instance_ports(config, inst)?;
+    let urls = crate::layout::urls(config, &ports);
+    let mut checks = Vec::new();
+    for spec in &config.gate_checks {
+        let check = Check {
+            port: inst.env.require_port(&spec.port)?,
+            spec: spec.clone(),
+        };
+        checks.push(check);
+    }
+    let checks = run_once(&checks, state != State::Stopped && state != State::Unknown);
+    let shared = SharedSummary {
+        dir: config.shared_dir.clone(),
+        subdirs: config
+            .shared_subdirs
+            .iter()
+            .map(|s| {
+                let path = config.shared_dir.join(&s.name);
+                let entries = std::fs::read_dir(&path).ok().map(|d| d.count());
+                SharedDir {
+                    name: s.name.clone(),
+                    exists: entries.is_some(),
+                    path,
+                    entries,
+                }
+            })
+            .collect(),
+    };
+    Ok(StatusReport {
+        schema_version: 1,
+        instance_id: inst.id().to_string(),
+        kind: inst.kind,
+        slot: inst.entry.slot,
+        path: inst.entry.path.clone(),
+        state: state.label(),
+        docker_error,
+        containers,
+        ports: ports.iter().map(|p| (p.key.clone(), p.port)).collect(),
+        urls: urls.into_iter().collect(),
+        checks,
+        shared,
+    })
+}
+
+/// Every check tried once, in parallel (dependencies are ignored: each says for
+/// itself). With nothing running, they are not tried.
+fn run_once(checks: &[Check], running: bool) -> Vec<CheckResult> {
+    if !running {
+        return checks
+            .iter()
+            .map(|c| CheckResult {
+                name: c.spec.name.clone(),
+                passed: false,
+                detail: "not running".into(),
+            })
+            .collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = checks
+            .iter()
+            .map(|c| scope.spawn(move || (c, c.attempt_detail())))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .map(|(c, r)| CheckResult {
+                name: c.spec.name.clone(),
+                passed: r.is_ok(),
+                detail: r.unwrap_or_else(|e| e),
+            })
+            .collect()
+    })
+}
