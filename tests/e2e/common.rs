@@ -260,6 +260,7 @@ pub fn listed(env: &Env, id: &str) -> serde_json::Value {
 }
 
 /// kinfra's exit codes (the README's table).
+#[allow(dead_code)]
 pub mod exit {
     pub const FAILURE: i32 = 1;
     pub const USAGE: i32 = 2;

@@ -143,7 +143,7 @@ fn stale_entry_after_rm_rf_is_reported_by_list_and_fixed_by_doctor() {
 
     // doctor: reports it, exit 1, writes nothing.
     let run = env.kinfra(&env.main, &["doctor"]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     assert!(
         run.stdout
             .lines()
@@ -152,7 +152,7 @@ fn stale_entry_after_rm_rf_is_reported_by_list_and_fixed_by_doctor() {
         run.stdout
     );
     let (run, report) = doctor(&env, &env.main, &[]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     let stale = finding(&report, "stale-entry", &id);
     assert_eq!(stale["auto"], true, "{stale}");
     assert_eq!(stale["fixed"], false, "{stale}");
@@ -193,7 +193,7 @@ fn slot_reuse_after_manual_delete_with_surviving_volumes_is_refused() {
 
     // doctor: stale, but not auto-fixable while the volume exists.
     let (run, report) = doctor(&env, &env.main, &[]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     let stale = finding(&report, "stale-entry", &id);
     assert_eq!(stale["auto"], false, "{stale}");
     assert_eq!(stale["fix"], format!("kinfra sandbox destroy {id} --yes"));
@@ -202,7 +202,7 @@ fn slot_reuse_after_manual_delete_with_surviving_volumes_is_refused() {
         "{stale}"
     );
     let (run, report) = doctor(&env, &env.main, &["--fix"]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     assert_eq!(finding(&report, "stale-entry", &id)["fixed"], false);
     assert!(
         env.registry()["instances"][&id].is_object(),
@@ -233,7 +233,7 @@ fn slot_reuse_after_manual_delete_with_surviving_volumes_is_refused() {
     assert!(volume.exists());
 
     let (run, report) = doctor(&env, &env.main, &[]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     let orphan = finding(&report, "unregistered-docker-project", &id);
     assert_eq!(orphan["auto"], false, "{orphan}");
     assert!(
@@ -266,7 +266,7 @@ fn env_file_deleted_from_worktree_is_regenerated_by_doctor_fix() {
     let mut unclear = Vec::new();
     for args in [&["env"][..], &["url"][..], &["sandbox", "status"][..]] {
         let run = env.kinfra(&sandbox, args);
-        run.assert_code(1);
+        run.assert_code(exit::FAILURE);
         assert!(run.stdout.is_empty(), "{args:?} stdout: {}", run.stdout);
         run.assert_stderr_contains(".env.sandbox");
         // The directory is a registered sandbox: the way out is doctor.
@@ -278,7 +278,7 @@ fn env_file_deleted_from_worktree_is_regenerated_by_doctor_fix() {
     assert_eq!(env.registry_text(), reg_before);
 
     let (run, report) = doctor(&env, &env.main, &[]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     let missing = finding(&report, "missing-env-file", &id);
     assert_eq!(missing["auto"], true, "{missing}");
     assert!(!file.exists(), "doctor without --fix wrote the env file");
@@ -344,7 +344,7 @@ fn registry_corruption_is_never_treated_as_empty() {
         (&env.main, &["local-prod", "destroy", "--force"][..]),
     ] {
         let run = env.kinfra(cwd, args);
-        run.assert_code(1).assert_stderr_contains(&reg_name);
+        run.assert_code(exit::FAILURE).assert_stderr_contains(&reg_name);
         assert_eq!(
             std::fs::read(env.registry_path()).unwrap(),
             truncated,
@@ -357,7 +357,7 @@ fn registry_corruption_is_never_treated_as_empty() {
 
     // doctor: reports, writes nothing.
     let (run, report) = doctor(&env, &env.main, &[]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     assert_eq!(
         finding(&report, "corrupt-registry", &reg_name)["auto"],
         true
@@ -437,7 +437,7 @@ fn corrupt_registry_is_not_rebuilt_empty_from_outside_a_checkout() {
     let (run, _) = doctor(&env, &env.home, &["--fix"]);
     let now = std::fs::read(env.registry_path()).unwrap();
     if now == truncated {
-        run.assert_code(1);
+        run.assert_code(exit::FAILURE);
     } else {
         let rebuilt: Value = serde_json::from_slice(&now).unwrap();
         assert!(
@@ -466,7 +466,7 @@ fn worktree_without_env_file_is_reported() {
     let reg_before = env.registry_text();
 
     let (run, report) = doctor(&env, &env.main, &[]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     let found = finding(&report, "unregistered-worktree", &id);
     assert_eq!(found["auto"], false, "{found}");
     let fix = found["fix"].as_str().unwrap();
@@ -481,7 +481,7 @@ fn worktree_without_env_file_is_reported() {
     );
 
     let (run, report) = doctor(&env, &env.main, &["--fix"]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     assert_eq!(
         finding(&report, "unregistered-worktree", &id)["fixed"],
         false
@@ -526,7 +526,7 @@ fn old_rescue_refs_are_listed_and_only_deleted_with_fix() {
     // Ages are whole seconds: make the ref older than 0 s.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (run, report) = doctor(&env, &env.main, &["--rescue-days", "0"]);
-    run.assert_code(1);
+    run.assert_code(exit::FAILURE);
     let old = finding(&report, "old-rescue-ref", &rescue);
     assert_eq!(old["auto"], true, "{old}");
     assert_eq!(rescue_refs(&env, &env.main), vec![rescue.as_str()]);
