@@ -11,6 +11,7 @@ pub mod destroy;
 pub mod docker;
 pub mod doctor;
 pub mod envfile;
+pub mod envvars;
 pub mod error;
 pub mod fsutil;
 pub mod gate;
