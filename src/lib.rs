@@ -11,12 +11,14 @@ pub mod destroy;
 pub mod docker;
 pub mod doctor;
 pub mod envfile;
+pub mod envvars;
 pub mod error;
 pub mod fsutil;
 pub mod gate;
 pub mod git;
 pub mod inspect;
 pub mod instance;
+pub mod interrupt;
 pub mod layout;
 pub mod lifecycle;
 pub mod listing;
@@ -41,6 +43,11 @@ use clap::Parser;
 
 /// Parse the command line, run, and turn the outcome into the process exit code.
 pub fn main_entry() -> ExitCode {
+    // First, so no Ctrl-C can kill kinfra half-way from here on: it is a flag the
+    // runner and waiting loops act on.
+    if let Err(e) = interrupt::install() {
+        output::warn(&format!("Ctrl-C will stop kinfra abruptly: {e}"));
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

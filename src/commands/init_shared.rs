@@ -84,11 +84,13 @@ fn swap_in_copy(src: &Path, dest: &Path) -> Result<()> {
     let staging = parent.join(format!(".{name}.staging-{pid}"));
     let old = parent.join(format!(".{name}.old-{pid}"));
     let _ = std::fs::remove_dir_all(&staging);
+    // Copying a data directory takes as long as it takes; Ctrl-C still stops it.
     let copy = Cmd::new("cp")
         .arg("-a")
         .arg("--")
         .arg(src)
         .arg(&staging)
+        .no_timeout()
         .run();
     if let Err(e) = copy {
         let _ = std::fs::remove_dir_all(&staging);
