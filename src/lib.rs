@@ -27,6 +27,7 @@ pub mod registry;
 pub mod report;
 pub mod secrets;
 pub mod slug;
+pub mod state;
 pub mod status;
 pub mod timefmt;
 

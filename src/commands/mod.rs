@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::output;
 use crate::preflight;
-use crate::registry::Registry;
+use crate::registry::{Registry, SlotHolder};
 
 /// A `--slot` value checked against 1..=count.
 pub fn sandbox_slot(value: i64, config: &Config) -> Result<u32> {
@@ -54,11 +54,12 @@ pub fn sandbox_slot(value: i64, config: &Config) -> Result<u32> {
 
 /// Pick the requested slot if free, else the lowest free one.
 pub fn allocate_slot(registry: &Registry, config: &Config, wanted: Option<u32>) -> Result<u32> {
+    let claims = registry.pool_claims();
     match wanted {
-        Some(slot) => match registry.slot_holder(slot) {
+        Some(slot) => match registry.holder(slot, &claims) {
             Some(holder) => Err(Error::failure(format!(
-                "slot {slot} is in use by `{}` at `{}`",
-                holder.instance_id, holder.path
+                "slot {slot} is in use by {}",
+                holder.describe()
             ))
             .hint("omit --slot to take the lowest free slot, or destroy that sandbox first")),
             None => Ok(slot),
@@ -66,9 +67,10 @@ pub fn allocate_slot(registry: &Registry, config: &Config, wanted: Option<u32>) 
         None => registry.free_slot(config.slot_count).ok_or_else(|| {
             let holders: Vec<String> = (1..=config.slot_count)
                 .filter_map(|s| {
-                    registry
-                        .slot_holder(s)
-                        .map(|e| format!("{s}: {}", e.instance_id))
+                    registry.holder(s, &claims).map(|h| match h {
+                        SlotHolder::Instance(e) => format!("{s}: {}", e.instance_id),
+                        SlotHolder::Pool(_) => format!("{s}: ktrdr's pool"),
+                    })
                 })
                 .collect();
             Error::failure(format!(
