@@ -15,6 +15,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gate;
 pub mod git;
+pub mod index;
 pub mod layout;
 pub mod lock;
 pub mod output;
