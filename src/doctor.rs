@@ -397,8 +397,8 @@ fn examine_repo(
             .as_ref()
             .filter(|e| e.get("INSTANCE_ID") == Some(name.as_str()))
             .and_then(|e| e.require_number("SLOT_NUMBER", 1..=config.slot_count).ok());
-        let adoptable = slot
-            .filter(|s| registry.slot_holder(*s).is_none() && registry.sandbox(&name).is_none());
+        let adoptable =
+            slot.filter(|s| registry.free_slot_at(*s) && registry.sandbox(&name).is_none());
         let fix = match (adoptable, &env) {
             (Some(slot), Some(env)) => Fix::Auto(Action::Register {
                 entry: Entry {
@@ -564,9 +564,7 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
                 &config.registry_path,
                 &config.registry_lock_path(),
                 |reg| -> Result<(), RegistryError> {
-                    if reg.slot_holder(entry.slot).is_none()
-                        && reg.sandbox(&entry.instance_id).is_none()
-                    {
+                    if reg.free_slot_at(entry.slot) && reg.sandbox(&entry.instance_id).is_none() {
                         reg.insert_sandbox(entry.clone());
                         done = true;
                     }

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::error::{Diagnostic, Exit};
 use crate::ports::SlotPort;
-use crate::registry::Registry;
+use crate::registry::{Registry, SlotHolder};
 use crate::status::Container;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,12 +14,8 @@ pub enum SlotError {
     Reserved { count: u32 },
     #[error("slot {value} is invalid; sandboxes use slots 1..={count}")]
     OutOfRange { value: i64, count: u32 },
-    #[error("slot {slot} is in use by `{holder}` at `{path}`")]
-    InUse {
-        slot: u32,
-        holder: String,
-        path: String,
-    },
+    #[error("slot {slot} is in use by {holder}")]
+    InUse { slot: u32, holder: String },
     #[error("all {count} sandbox slots are in use ({})", .holders.join(", "))]
     Exhausted { count: u32, holders: Vec<String> },
     #[error("port conflict on slot {slot}: {}", join(.conflicts))]
@@ -180,12 +176,13 @@ pub fn choose(
     wanted: Option<u32>,
     mut conflicts_of: impl FnMut(u32) -> Vec<PortConflict>,
 ) -> Result<Choice, SlotError> {
+    // A slot claimed in ktrdr's v2 pool is as taken as a registered instance's.
+    let claims = registry.pool_claims();
     if let Some(slot) = wanted {
-        if let Some(holder) = registry.slot_holder(slot) {
+        if let Some(holder) = registry.holder(slot, &claims) {
             return Err(SlotError::InUse {
                 slot,
-                holder: holder.instance_id.clone(),
-                path: holder.path.clone(),
+                holder: holder.describe(),
             });
         }
         let conflicts = conflicts_of(slot);
@@ -198,14 +195,15 @@ pub fn choose(
         });
     }
     let free: Vec<u32> = (1..=config.slot_count)
-        .filter(|s| registry.slot_holder(*s).is_none())
+        .filter(|s| registry.holder(*s, &claims).is_none())
         .collect();
     if free.is_empty() {
         let holders = (1..=config.slot_count)
             .filter_map(|s| {
-                registry
-                    .slot_holder(s)
-                    .map(|e| format!("{s}: {}", e.instance_id))
+                registry.holder(s, &claims).map(|h| match h {
+                    SlotHolder::Instance(e) => format!("{s}: {}", e.instance_id),
+                    SlotHolder::Pool(c) => format!("{s}: ktrdr's pool ({})", c.claimed_by),
+                })
             })
             .collect();
         return Err(SlotError::Exhausted {
