@@ -15,6 +15,11 @@ mod filters;
 mod http;
 mod types;
 
+#[cfg(test)]
+mod tests_fake;
+#[cfg(test)]
+mod tests_live;
+
 use std::fmt;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
