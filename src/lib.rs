@@ -10,6 +10,7 @@ pub mod crashpoint;
 pub mod destroy;
 pub mod docker;
 pub mod doctor;
+pub mod engine;
 pub mod envfile;
 pub mod envvars;
 pub mod error;
