@@ -3,6 +3,7 @@
 //! the project from a directory name.
 
 pub mod interpolate;
+pub mod model;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
