@@ -2,6 +2,9 @@
 //! call names the project (`-p`) and the file (`-f`, absolute), so compose never guesses
 //! the project from a directory name.
 
+pub mod interpolate;
+pub mod model;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
