@@ -23,6 +23,7 @@ pub mod probe;
 pub mod process;
 pub mod pyjson;
 pub mod registry;
+pub mod rescue;
 pub mod secrets;
 pub mod slug;
 pub mod status;
