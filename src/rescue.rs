@@ -1912,8 +1912,15 @@ mod tests {
     /// exactly as it was, and be found to hold the same unsaved work.
     fn round_trip(fx: &Fixture, opts: &WorkOptions) -> (UnsavedWork, RescueRecord, RestoreOutcome) {
         let before = snapshot(&fx.wt);
+        let index = git::git_path(&fx.wt, "index").unwrap();
+        let index_bytes = std::fs::read(&index).unwrap();
         let work = unsaved_work(&fx.wt, opts).unwrap();
         let record = save(&fx.main, &fx.wt, INSTANCE, &fx.state, &work, &stamp()).unwrap();
+        assert_eq!(
+            std::fs::read(&index).unwrap(),
+            index_bytes,
+            "the worktree's index is not touched"
+        );
         g(
             &fx.main,
             &["worktree", "remove", "--force", fx.wt.to_str().unwrap()],
