@@ -16,6 +16,11 @@ pub enum GitError {
     },
     #[error("unexpected output from `{command}`: `{output}`")]
     Unexpected { command: String, output: String },
+    #[error("cannot read `{}`: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Variables that would point git somewhere other than the directory we name.
@@ -36,6 +41,23 @@ pub fn git(dir: &Path) -> Cmd {
     for var in LOCATION_VARS {
         cmd = cmd.env_remove(var);
     }
+    hermetic(cmd)
+}
+
+/// Unit tests run git without the user's or the system's config and with a fixed
+/// identity, so a developer's settings cannot change what the tests see.
+#[cfg(test)]
+fn hermetic(cmd: Cmd) -> Cmd {
+    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+}
+
+#[cfg(not(test))]
+fn hermetic(cmd: Cmd) -> Cmd {
     cmd
 }
 
@@ -246,8 +268,8 @@ pub fn rescue(
     stamp: &str,
     exclude: &[&str],
 ) -> Result<Rescue, GitError> {
-    let index_dir = tempfile_dir(worktree)?;
-    let index = index_dir.join("index");
+    let scratch = ScratchDir::new()?;
+    let index = scratch.path().join("index");
     let with_index = |cmd: Cmd| cmd.env("GIT_INDEX_FILE", &index);
     let head = head_commit(worktree)?;
     let result = (|| {
@@ -292,26 +314,48 @@ pub fn rescue(
             commit: sha,
         })
     })();
-    let _ = std::fs::remove_dir_all(&index_dir);
+    drop(scratch);
     result
 }
 
-/// A private temp directory for an index file (outside the work tree, so `git add`
-/// never sees it).
-fn tempfile_dir(worktree: &Path) -> Result<PathBuf, GitError> {
-    let base = std::env::temp_dir().join(format!(
-        "kinfra-rescue-{}-{}",
-        std::process::id(),
-        worktree
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&base).map_err(|source| GitError::Io {
-        path: base.clone(),
-        source,
-    })?;
-    Ok(base)
+/// A private directory for temporary index files, outside every work tree (so `git
+/// add` never sees it), removed when dropped.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn new() -> Result<ScratchDir, GitError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        // Unique per process, per call and per moment: concurrent rescues (and tests)
+        // never share an index.
+        let path = std::env::temp_dir().join(format!(
+            "kinfra-git-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).map_err(|source| GitError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(ScratchDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// The user's identity when git has one, else a fixed one, so a rescue never fails
@@ -346,6 +390,262 @@ pub fn rescue_refs(main: &Path) -> Result<Vec<(String, i64)>, GitError> {
             Some((r.to_string(), t.parse().ok()?))
         })
         .collect())
+}
+
+// ---- building blocks for rescues ----
+
+/// The checkout's own git directory, absolute (for a linked worktree,
+/// `<common dir>/worktrees/<name>`: where its index, `HEAD` and in-progress operation
+/// state live).
+pub fn absolute_git_dir(dir: &Path) -> Result<PathBuf, GitError> {
+    let cmd = git(dir).args(["rev-parse", "--absolute-git-dir"]);
+    let out = cmd.run()?;
+    non_empty_line(&cmd, &out).map(PathBuf::from)
+}
+
+/// `rev-parse --git-path <name>`, absolute: where git keeps `name` for this checkout.
+pub fn git_path(dir: &Path, name: &str) -> Result<PathBuf, GitError> {
+    let cmd = git(dir).args(["rev-parse", "--path-format=absolute", "--git-path", name]);
+    let out = cmd.run()?;
+    non_empty_line(&cmd, &out).map(PathBuf::from)
+}
+
+fn non_empty_line(cmd: &Cmd, out: &str) -> Result<String, GitError> {
+    let line = out.strip_suffix('\n').unwrap_or(out);
+    if line.is_empty() || line.contains('\n') {
+        return Err(GitError::Unexpected {
+            command: cmd.display(),
+            output: out.trim().to_string(),
+        });
+    }
+    Ok(line.to_string())
+}
+
+/// The branch `HEAD` is on, or `None` when it is detached.
+pub fn current_branch(dir: &Path) -> Result<Option<String>, GitError> {
+    let out = git(dir)
+        .args(["symbolic-ref", "--quiet", "HEAD"])
+        .output()?;
+    Ok(out
+        .success()
+        .then(|| out.stdout.trim_end_matches('\n').to_string())
+        .and_then(|r| r.strip_prefix("refs/heads/").map(str::to_string)))
+}
+
+/// The commit a branch points at, if the branch exists.
+pub fn branch_commit(repo: &Path, branch: &str) -> Result<Option<String>, GitError> {
+    let out = git(repo)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/{branch}^{{commit}}"))
+        .output()?;
+    Ok(out.success().then(|| out.stdout.trim().to_string()))
+}
+
+/// Whether `rev` names a commit in `repo`.
+pub fn commit_exists(repo: &Path, rev: &str) -> Result<bool, GitError> {
+    let out = git(repo)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("{rev}^{{commit}}"))
+        .output()?;
+    Ok(out.success())
+}
+
+/// Every entry of `git status --porcelain=v2 -z --ignored=matching
+/// --untracked-files=all`: changes, conflicts, untracked and ignored paths.
+pub fn status_entries(dir: &Path) -> Result<Vec<StatusEntry>, GitError> {
+    // No optional locks: looking must not rewrite the index (a refresh would).
+    let out = git(dir)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .args([
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--ignored=matching",
+            "--untracked-files=all",
+            "--ignore-submodules=none",
+        ])
+        .run()?;
+    Ok(parse_status_v2(&out))
+}
+
+/// The index's entries with their flags (`ls-files -v --stage -z`), from the checkout's
+/// own index or from `index_file`.
+pub fn index_entries(dir: &Path, index_file: Option<&Path>) -> Result<Vec<IndexEntry>, GitError> {
+    let mut cmd = git(dir).args(["ls-files", "-v", "--stage", "-z"]);
+    if let Some(file) = index_file {
+        cmd = cmd.env("GIT_INDEX_FILE", file);
+    }
+    Ok(parse_index_entries(&cmd.run()?))
+}
+
+/// Those of the untracked `paths` that `.gitignore` rules ignore (a directory as
+/// `dir/`, as `status` names it).
+pub fn ignored_among(dir: &Path, paths: &[String]) -> Result<Vec<String>, GitError> {
+    let mut ignored = Vec::new();
+    for chunk in paths.chunks(500) {
+        let out = git(dir)
+            .args([
+                "ls-files",
+                "-z",
+                "--others",
+                "--ignored",
+                "--exclude-standard",
+                "--directory",
+                "--",
+            ])
+            .args(chunk.iter().map(|p| format!(":(literal){p}")))
+            .run()?;
+        ignored.extend(
+            out.split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
+        );
+    }
+    Ok(ignored)
+}
+
+/// Blob ids of the working files `paths` as `git add` would store them (clean filters
+/// applied), in the same order.
+pub fn hash_files(dir: &Path, paths: &[String]) -> Result<Vec<String>, GitError> {
+    let mut out = Vec::with_capacity(paths.len());
+    // Chunks keep the command line well under the system's limit.
+    for chunk in paths.chunks(500) {
+        let cmd = git(dir).args(["hash-object", "--"]).args(chunk);
+        let stdout = cmd.run()?;
+        let ids: Vec<String> = stdout.lines().map(str::to_string).collect();
+        if ids.len() != chunk.len() {
+            return Err(GitError::Unexpected {
+                command: cmd.display(),
+                output: stdout.trim().to_string(),
+            });
+        }
+        out.extend(ids);
+    }
+    Ok(out)
+}
+
+/// The content of a blob (for comparing symlink targets).
+pub fn blob_text(dir: &Path, id: &str) -> Result<String, GitError> {
+    Ok(git(dir).args(["cat-file", "blob", id]).run()?)
+}
+
+/// Commits reachable from `tips` that no branch, tag or remote-tracking branch
+/// contains, newest first. Names that do not resolve are skipped.
+pub fn commits_on_no_ref(dir: &Path, tips: &[String]) -> Result<Vec<String>, GitError> {
+    if tips.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = git(dir)
+        .args(["rev-list", "--ignore-missing"])
+        .args(peeled(tips))
+        .args(["--not", "--branches", "--tags", "--remotes"])
+        .run()?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// `rev^{commit}` for each: a name of something else is skipped like a missing one.
+fn peeled(revs: &[String]) -> Vec<String> {
+    revs.iter().map(|r| format!("{r}^{{commit}}")).collect()
+}
+
+/// The commits `revs` name (no walk); names that do not resolve are skipped.
+pub fn resolve_commits(dir: &Path, revs: &[String]) -> Result<Vec<String>, GitError> {
+    if revs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = git(dir)
+        .args(["rev-list", "--ignore-missing", "--no-walk"])
+        .args(peeled(revs))
+        .run()?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// Refs that belong to one worktree and go with it (`refs/bisect/`, `refs/worktree/`,
+/// `refs/rewritten/`), as `(refname, commit)`.
+pub fn worktree_refs(dir: &Path) -> Result<Vec<(String, String)>, GitError> {
+    let out = git(dir)
+        .args([
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)",
+            "refs/bisect/",
+            "refs/worktree/",
+            "refs/rewritten/",
+        ])
+        .run()?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (name, id) = l.split_once('\0')?;
+            Some((name.to_string(), id.to_string()))
+        })
+        .collect())
+}
+
+/// `git commit-tree`, with a fallback identity when the user has none.
+pub fn commit_tree(
+    dir: &Path,
+    tree: &str,
+    parents: &[String],
+    message: &str,
+) -> Result<String, GitError> {
+    let mut cmd = identity(git(dir))?.args(["commit-tree", tree]);
+    for p in parents {
+        cmd = cmd.arg("-p").arg(p);
+    }
+    let cmd = cmd.arg("-m").arg(message);
+    let out = cmd.run()?;
+    non_empty_line(&cmd, &out)
+}
+
+/// Create `refname` at `commit` only if it does not exist yet; `false` when it does.
+pub fn create_ref(repo: &Path, refname: &str, commit: &str) -> Result<bool, GitError> {
+    // The empty old value makes update-ref create-only.
+    let out = git(repo)
+        .args(["update-ref", "--no-deref", refname, commit, ""])
+        .output()?;
+    if out.success() {
+        return Ok(true);
+    }
+    if ref_exists(repo, refname)? {
+        return Ok(false);
+    }
+    Err(GitError::Unexpected {
+        command: format!("git update-ref {refname} {commit}"),
+        output: out.stderr.trim().to_string(),
+    })
+}
+
+/// Delete `refname` if it still points at `commit`.
+pub fn delete_ref(repo: &Path, refname: &str, commit: &str) -> Result<(), GitError> {
+    git(repo)
+        .args(["update-ref", "--no-deref", "-d", refname, commit])
+        .run()?;
+    Ok(())
+}
+
+/// Refs under `prefix` as `(refname, commit)`.
+pub fn refs_under(repo: &Path, prefix: &str) -> Result<Vec<(String, String)>, GitError> {
+    let out = git(repo)
+        .args([
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)",
+            prefix,
+        ])
+        .run()?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (name, id) = l.split_once('\0')?;
+            Some((name.to_string(), id.to_string()))
+        })
+        .collect())
+}
+
+/// A commit's full message.
+pub fn commit_message(repo: &Path, commit: &str) -> Result<String, GitError> {
+    Ok(git(repo)
+        .args(["log", "-1", "--format=%B", commit, "--"])
+        .run()?)
 }
 
 // ---- pure parsers ----
@@ -450,11 +750,130 @@ pub fn parse_status_paths(stdout: &str) -> Vec<String> {
     out
 }
 
+/// One entry of `git status --porcelain=v2 -z`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusEntry {
+    /// A tracked path that changed: `index` is the staged change against `HEAD`,
+    /// `worktree` the working file's change against the index (`.` for none).
+    Changed {
+        index: char,
+        worktree: char,
+        path: String,
+        /// The path it was renamed or copied from.
+        from: Option<String>,
+    },
+    /// A path with merge conflicts.
+    Unmerged { path: String },
+    /// Untracked (a directory, such as a nested repository, ends in `/`).
+    Untracked { path: String },
+    /// Ignored (a directory ends in `/`).
+    Ignored { path: String },
+}
+
+fn xy(code: &str) -> (char, char) {
+    let mut c = code.chars();
+    (c.next().unwrap_or('.'), c.next().unwrap_or('.'))
+}
+
+pub fn parse_status_v2(stdout: &str) -> Vec<StatusEntry> {
+    let mut out = Vec::new();
+    let mut fields = stdout.split('\0');
+    while let Some(entry) = fields.next() {
+        match entry.get(..2) {
+            Some("1 ") => {
+                // `1 XY sub mH mI mW hH hI path`
+                let parts: Vec<&str> = entry.splitn(9, ' ').collect();
+                if let [_, code, .., path] = parts.as_slice()
+                    && parts.len() == 9
+                {
+                    let (index, worktree) = xy(code);
+                    out.push(StatusEntry::Changed {
+                        index,
+                        worktree,
+                        path: path.to_string(),
+                        from: None,
+                    });
+                }
+            }
+            Some("2 ") => {
+                // `2 XY sub mH mI mW hH hI Xscore path`, then the original path.
+                let parts: Vec<&str> = entry.splitn(10, ' ').collect();
+                let from = fields.next().map(str::to_string);
+                if let [_, code, .., path] = parts.as_slice()
+                    && parts.len() == 10
+                {
+                    let (index, worktree) = xy(code);
+                    out.push(StatusEntry::Changed {
+                        index,
+                        worktree,
+                        path: path.to_string(),
+                        from,
+                    });
+                }
+            }
+            Some("u ") => {
+                // `u XY sub m1 m2 m3 mW h1 h2 h3 path`
+                let parts: Vec<&str> = entry.splitn(11, ' ').collect();
+                if parts.len() == 11
+                    && let Some(path) = parts.last()
+                {
+                    out.push(StatusEntry::Unmerged {
+                        path: path.to_string(),
+                    });
+                }
+            }
+            Some("? ") => out.push(StatusEntry::Untracked {
+                path: entry[2..].to_string(),
+            }),
+            Some("! ") => out.push(StatusEntry::Ignored {
+                path: entry[2..].to_string(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One line of `git ls-files -v --stage -z`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub mode: String,
+    pub id: String,
+    /// 0, or 1–3 for the sides of a conflict.
+    pub stage: u8,
+    pub path: String,
+    pub skip_worktree: bool,
+    pub assume_unchanged: bool,
+}
+
+pub fn parse_index_entries(stdout: &str) -> Vec<IndexEntry> {
+    stdout
+        .split('\0')
+        .filter_map(|record| {
+            // `T MODE ID STAGE\tPATH`; the tag is lowercase for assume-unchanged.
+            let (head, path) = record.split_once('\t')?;
+            let mut parts = head.split(' ');
+            let tag = parts.next()?.chars().next()?;
+            let mode = parts.next()?.to_string();
+            let id = parts.next()?.to_string();
+            let stage = parts.next()?.parse().ok()?;
+            Some(IndexEntry {
+                mode,
+                id,
+                stage,
+                path: path.to_string(),
+                skip_worktree: tag.eq_ignore_ascii_case(&'S'),
+                assume_unchanged: tag.is_ascii_lowercase(),
+            })
+        })
+        .collect()
+}
+
 impl crate::error::Diagnostic for GitError {
     fn exit(&self) -> crate::error::Exit {
         match self {
             GitError::Process(ProcessError::TimedOut { .. }) => crate::error::Exit::TimedOut,
-            GitError::Io { .. } => crate::error::Exit::Failure,
+            GitError::Io { .. } | GitError::Read { .. } => crate::error::Exit::Failure,
             _ => crate::error::Exit::External,
         }
     }
@@ -489,6 +908,78 @@ mod tests {
         assert!(list[1].detached && list[1].locked);
         assert_eq!(list[2].branch.as_deref(), Some("feat/x"));
         assert!(list[2].prunable);
+    }
+
+    #[test]
+    fn status_v2_entries() {
+        let out = "1 MM N... 100644 100644 100644 aaaa bbbb a b.txt\0\
+                   2 R. N... 100644 100644 100644 aaaa aaaa R100 new name\0old name\0\
+                   u UU N... 100644 100644 100644 100644 aaaa bbbb cccc con flict\0\
+                   ? nested/\0? line\nbreak\0! data/\0! .env\0";
+        assert_eq!(
+            parse_status_v2(out),
+            vec![
+                StatusEntry::Changed {
+                    index: 'M',
+                    worktree: 'M',
+                    path: "a b.txt".into(),
+                    from: None
+                },
+                StatusEntry::Changed {
+                    index: 'R',
+                    worktree: '.',
+                    path: "new name".into(),
+                    from: Some("old name".into())
+                },
+                StatusEntry::Unmerged {
+                    path: "con flict".into()
+                },
+                StatusEntry::Untracked {
+                    path: "nested/".into()
+                },
+                StatusEntry::Untracked {
+                    path: "line\nbreak".into()
+                },
+                StatusEntry::Ignored {
+                    path: "data/".into()
+                },
+                StatusEntry::Ignored {
+                    path: ".env".into()
+                },
+            ]
+        );
+        assert!(parse_status_v2("").is_empty());
+    }
+
+    #[test]
+    fn index_entries_with_flags_and_stages() {
+        let out = "H 100644 aaaa 0\tplain\0S 100644 bbbb 0\tskipped file\0\
+                   h 100644 cccc 0\tassumed\0s 100644 dddd 0\tboth\0\
+                   M 100644 eeee 2\tcon\tflict\0";
+        let entries = parse_index_entries(out);
+        let flags: Vec<(&str, u8, bool, bool)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.path.as_str(),
+                    e.stage,
+                    e.skip_worktree,
+                    e.assume_unchanged,
+                )
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            vec![
+                ("plain", 0, false, false),
+                ("skipped file", 0, true, false),
+                ("assumed", 0, false, true),
+                ("both", 0, true, true),
+                ("con\tflict", 2, false, false),
+            ]
+        );
+        assert_eq!(entries[1].id, "bbbb");
+        assert_eq!(entries[1].mode, "100644");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod provision;
 pub mod pyjson;
 pub mod registry;
 pub mod report;
+pub mod rescue;
 pub mod secrets;
 pub mod slots;
 pub mod slug;
