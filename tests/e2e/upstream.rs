@@ -344,7 +344,8 @@ fn registry_corruption_is_never_treated_as_empty() {
         (&env.main, &["local-prod", "destroy", "--force"][..]),
     ] {
         let run = env.kinfra(cwd, args);
-        run.assert_code(exit::FAILURE).assert_stderr_contains(&reg_name);
+        run.assert_code(exit::FAILURE)
+            .assert_stderr_contains(&reg_name);
         assert_eq!(
             std::fs::read(env.registry_path()).unwrap(),
             truncated,
