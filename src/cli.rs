@@ -41,6 +41,9 @@ pub enum Command {
     /// local-prod: the singleton production-like instance on the standard ports (slot 0).
     #[command(subcommand, name = "local-prod")]
     LocalProd(LocalProdCommand),
+    /// The effective layout, and how it fits the compose file.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Compare registry, directories, env files, git and Docker; repair what is safe.
     Doctor(commands::doctor::Args),
     /// Show the port map.
@@ -126,6 +129,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             LocalProdCommand::Logs(a) => commands::logs::run(&ctx, &a, Kind::LocalProd),
             LocalProdCommand::Shell(a) => commands::shell::run(&ctx, &a, Kind::LocalProd),
         },
+        Command::Config(c) => commands::config::run(&ctx, &c),
         Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),
         Command::Env(a) => commands::env::run(&ctx, &a),

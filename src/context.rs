@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{CONFIG_FILE, Config};
+use crate::compose::model;
+use crate::config::{self, Base, CONFIG_FILE, Config, Layer, Source, derive};
 use crate::error::{Diagnostic, Exit, Result};
 use crate::git::{self, RepoInfo};
 use crate::registry::Registry;
@@ -23,12 +24,17 @@ pub enum ContextError {
     },
     #[error("`{}` has no `origin` remote, so it cannot be checked as a {project} repository", .root.display())]
     NoOrigin { root: PathBuf, project: String },
+    #[error("no compose file in `{}` (looked for {})", .root.display(), .looked_for.join(", "))]
+    NoComposeFile {
+        root: PathBuf,
+        looked_for: Vec<String>,
+    },
 }
 
 impl Diagnostic for ContextError {
     fn exit(&self) -> Exit {
         match self {
-            ContextError::Cwd(_) => Exit::Failure,
+            ContextError::Cwd(_) | ContextError::NoComposeFile { .. } => Exit::Failure,
             _ => Exit::Usage,
         }
     }
@@ -38,7 +44,10 @@ impl Diagnostic for ContextError {
             ContextError::Cwd(_) => None,
             ContextError::NotInRepo(_) => Some("run this from a checkout of the project".into()),
             ContextError::WrongOrigin { .. } => Some(
-                "run this from a checkout of the project, or set `project.repo_check` in kinfra.toml".into(),
+                "run this from a checkout of the project; a compose project needs a compose file (compose.yaml, docker-compose.yml) or a kinfra.toml".into(),
+            ),
+            ContextError::NoComposeFile { .. } => Some(
+                "add a compose file, or set `instance.compose_files` in kinfra.toml".into(),
             ),
             ContextError::NoOrigin { .. } => Some(
                 "add the project's origin (`git remote add origin URL`), or set `project.repo_check = \"\"` in kinfra.toml".into(),
@@ -57,24 +66,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolve the configuration: `--config`/`KINFRA_CONFIG`, else `kinfra.toml` at the
-    /// top of this checkout, else at the main repository, else the built-in layout.
+    /// Resolve the configuration for the checkout around the current directory.
     pub fn load(config_flag: Option<&Path>) -> Result<Ctx> {
         let cwd = std::env::current_dir().map_err(ContextError::Cwd)?;
         let repo = git::repo_info(&cwd)?;
-        let path = match config_flag {
-            Some(p) => Some(p.to_owned()),
-            None => repo.as_ref().and_then(|r| {
-                [r.toplevel.join(CONFIG_FILE), r.main_root.join(CONFIG_FILE)]
-                    .into_iter()
-                    .find(|p| p.is_file())
-            }),
-        };
-        crate::output::verbose(&match &path {
-            Some(p) => format!("config: {}", p.display()),
-            None => "config: built-in ktrdr layout".to_string(),
-        });
-        let config = Config::load(path.as_deref())?;
+        let config = resolve_config(config_flag, repo.as_ref())?;
+        crate::output::verbose(&format!("config: {}", config.source.describe()));
         Ok(Ctx { config, cwd, repo })
     }
 
@@ -111,4 +108,115 @@ impl Ctx {
             .into()),
         }
     }
+}
+
+/// The configuration in force for `repo`: `--config`/`KINFRA_CONFIG`, else
+/// `kinfra.toml` at the top of the checkout, else at the main repository — merged over
+/// the built-in ktrdr layout in a ktrdr checkout (origin names ktrdr), over a layout
+/// derived from the compose file in any other compose project, else over the built-in
+/// layout (whose repository check then says what is wrong).
+pub fn resolve_config(flag: Option<&Path>, repo: Option<&RepoInfo>) -> Result<Config> {
+    let file = match flag {
+        Some(p) => Some(p.to_owned()),
+        None => repo.and_then(|r| {
+            [r.toplevel.join(CONFIG_FILE), r.main_root.join(CONFIG_FILE)]
+                .into_iter()
+                .find(|p| p.is_file())
+        }),
+    };
+    let over: Option<(PathBuf, Layer)> = match file {
+        Some(p) => {
+            let text = config::read_config_file(&p)?;
+            let layer = config::parse_layer(&p, &text)?;
+            Some((p, layer))
+        }
+        None => None,
+    };
+    let with = |base: Layer, source: Source| -> Result<Config> {
+        Ok(Config::resolve_over(
+            base,
+            source,
+            over.as_ref().map(|(p, l)| (p.as_path(), l.clone())),
+        )?)
+    };
+    let Some(repo) = repo else {
+        return with(Layer::ktrdr(), Source::Builtin);
+    };
+    let compose_names: Vec<String> = over
+        .as_ref()
+        .and_then(|(_, l)| l.instance.as_ref()?.compose_files.clone())
+        .unwrap_or_else(|| {
+            derive::COMPOSE_FILES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+    let compose_file = compose_names
+        .iter()
+        .find(|n| repo.toplevel.join(n).is_file())
+        .cloned();
+    let base = match over.as_ref().and_then(|(_, l)| l.base) {
+        Some(b) => b,
+        None if is_ktrdr_checkout(repo) => Base::Ktrdr,
+        None if compose_file.is_some() => Base::Compose,
+        None => Base::Ktrdr,
+    };
+    match (base, compose_file) {
+        (Base::Ktrdr, _) => with(Layer::ktrdr(), Source::Builtin),
+        (Base::Compose, None) => Err(ContextError::NoComposeFile {
+            root: repo.toplevel.clone(),
+            looked_for: compose_names,
+        }
+        .into()),
+        (Base::Compose, Some(name)) => {
+            let path = repo.toplevel.join(&name);
+            // Only the defaults matter for counting published variables.
+            let model = model::load(std::slice::from_ref(&path), &|_| None).ok();
+            let index = crate::index::load()?;
+            let project = over
+                .as_ref()
+                .and_then(|(_, l)| l.project.as_ref()?.name.clone())
+                .or_else(|| known_project(&index, repo))
+                .unwrap_or_else(|| derive::project_name(&repo.main_root));
+            let state_dir = crate::index::project_state_dir(&project)?;
+            let layer = derive::layout(
+                &project,
+                &name,
+                model.as_ref(),
+                &state_dir,
+                index.ports_base_for(&project),
+            );
+            with(layer, Source::Derived { compose_file: path })
+        }
+    }
+}
+
+/// A ktrdr checkout: its origin URL names ktrdr (what ktrdr's own tool checks).
+fn is_ktrdr_checkout(repo: &RepoInfo) -> bool {
+    git::origin_url(&repo.toplevel)
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.to_lowercase().contains("ktrdr"))
+}
+
+/// The project the index knows this checkout by: one whose main repository it is, or
+/// whose registry has an instance here (a local-prod clone is its own main repository).
+fn known_project(index: &crate::index::Index, repo: &RepoInfo) -> Option<String> {
+    let main = crate::registry::canonical(&repo.main_root);
+    let top = crate::registry::canonical(&repo.toplevel);
+    index
+        .projects
+        .iter()
+        .find(|p| {
+            p.main_repos
+                .iter()
+                .any(|m| crate::registry::canonical(m) == main)
+        })
+        .or_else(|| {
+            index
+                .projects
+                .iter()
+                .find(|p| Registry::load(&p.registry).is_ok_and(|r| r.at_path(&top).is_some()))
+        })
+        .map(|p| p.name.clone())
 }

@@ -159,7 +159,7 @@ pub fn plan(config: &Config, entry: &Entry, kind: Kind, keep_worktree: bool) -> 
     };
     let compose = compose::find_file(&path, &config.compose_files).map(|file| Project {
         name: entry.instance_id.clone(),
-        file,
+        files: vec![file],
         profile: is_local_prod.then(|| config.local_prod_profile.clone()),
         env: EnvFile::load(&env_file)
             .map(|e| e.to_map())

@@ -1,6 +1,8 @@
 //! The startability gate: every check runs in parallel against one deadline, polled with
-//! a backoff capped at 100 ms (the spec allows 250); a service container that exits with an error or turns
-//! unhealthy fails the gate at once.
+//! a backoff capped at 100 ms (the spec allows 250); a service container that exits with
+//! an error or turns unhealthy fails the gate at once. Checks probe a port (TCP, HTTP) or
+//! wait for a container condition (healthy, a one-shot job completed), the latter from
+//! the container states the gate reads anyway.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::config::{CheckKind, CheckSpec};
 use crate::probe;
 use crate::report::{CheckProgress, Reporter};
-use crate::status::{self, Container};
+use crate::status::{Container, ContainerState, Health};
 
 /// Longest pause between two tries of one check.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
@@ -17,53 +19,139 @@ pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
 const BLOCKED_POLL: Duration = Duration::from_millis(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 /// How often container states are read while waiting.
-const CONTAINER_POLL: Duration = Duration::from_millis(300);
+const CONTAINER_POLL: Duration = Duration::from_millis(250);
 
-/// A check bound to this instance's port.
-#[derive(Debug, Clone)]
+/// What a check tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP connect to 127.0.0.1:port succeeds.
+    Tcp { port: u16 },
+    /// An HTTP GET answers an expected status (and, optionally, a long enough JSON list).
+    Http {
+        port: u16,
+        path: String,
+        expect_status: Vec<u16>,
+        min_count: Option<usize>,
+        count_field: Option<String>,
+    },
+    /// A container of the service reports healthy.
+    Healthy { service: String },
+    /// A container of the (one-shot) service exited with code 0.
+    Completed { service: String },
+}
+
+/// One gate check.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    pub spec: CheckSpec,
-    pub port: u16,
+    pub name: String,
+    /// Names of checks that must pass first.
+    pub after: Vec<String>,
+    /// Compose service behind the check (its logs are shown when it fails).
+    pub service: Option<String>,
+    pub probe: Probe,
 }
 
 impl Check {
+    /// A configured check bound to this instance's port.
+    pub fn from_spec(spec: &CheckSpec, port: u16) -> Check {
+        let probe = match spec.kind {
+            CheckKind::Tcp => Probe::Tcp { port },
+            CheckKind::Http => Probe::Http {
+                port,
+                path: spec.path.clone(),
+                expect_status: spec.expect_status.clone(),
+                min_count: spec.min_count,
+                count_field: spec.count_field.clone(),
+            },
+        };
+        Check {
+            name: spec.name.clone(),
+            after: spec.after.clone(),
+            service: spec.service.clone(),
+            probe,
+        }
+    }
+
+    /// Whether trying needs the containers' states.
+    pub fn needs_containers(&self) -> bool {
+        matches!(self.probe, Probe::Healthy { .. } | Probe::Completed { .. })
+    }
+
     /// One try: `Ok` when the check passes, else the reason.
-    pub fn attempt(&self) -> Result<(), String> {
-        self.attempt_detail().map(|_| ())
+    pub fn attempt(&self, containers: &[Container]) -> Result<(), String> {
+        self.attempt_detail(containers).map(|_| ())
     }
 
     /// One try: what passed ("answered 200", "4 workers registered"), else the reason.
-    pub fn attempt_detail(&self) -> Result<String, String> {
-        match self.spec.kind {
-            CheckKind::Tcp => {
-                probe::tcp(self.port)?;
-                Ok(format!("port {} accepts connections", self.port))
+    pub fn attempt_detail(&self, containers: &[Container]) -> Result<String, String> {
+        match &self.probe {
+            Probe::Tcp { port } => {
+                probe::tcp(*port)?;
+                Ok(format!("port {port} accepts connections"))
             }
-            CheckKind::Http => {
-                let url = format!("http://localhost:{}{}", self.port, self.spec.path);
-                let r = probe::http_get(self.port, &self.spec.path)?;
-                if !self.spec.expect_status.contains(&r.status) {
+            Probe::Http {
+                port,
+                path,
+                expect_status,
+                min_count,
+                count_field,
+            } => {
+                let url = format!("http://localhost:{port}{path}");
+                let r = probe::http_get(*port, path)?;
+                if !expect_status.contains(&r.status) {
                     return Err(format!(
                         "GET {url} answered {} (want {})",
                         r.status,
-                        self.spec
-                            .expect_status
+                        expect_status
                             .iter()
                             .map(u16::to_string)
                             .collect::<Vec<_>>()
                             .join(" or ")
                     ));
                 }
-                let Some(min) = self.spec.min_count else {
+                let Some(min) = min_count else {
                     return Ok(format!("GET {url} answered {}", r.status));
                 };
-                let n = probe::json_count(&r.body, self.spec.count_field.as_deref())
+                let n = probe::json_count(&r.body, count_field.as_deref())
                     .map_err(|e| format!("GET {url}: {e}"))?;
-                let what = self.spec.count_field.as_deref().unwrap_or("items");
-                if n < min {
+                let what = count_field.as_deref().unwrap_or("items");
+                if n < *min {
                     return Err(format!("GET {url}: {n} {what}, want at least {min}"));
                 }
                 Ok(format!("{n} {what} registered"))
+            }
+            Probe::Healthy { service } => {
+                let mine: Vec<&Container> = containers
+                    .iter()
+                    .filter(|c| &c.service == service)
+                    .collect();
+                if mine.is_empty() {
+                    return Err(format!("service `{service}` has no container yet"));
+                }
+                match mine.iter().find(|c| c.health != Some(Health::Healthy)) {
+                    None => Ok(format!("service `{service}` is healthy")),
+                    Some(c) => Err(format!(
+                        "service `{service}` is {}",
+                        c.health
+                            .map_or_else(|| c.state.to_string(), |h| h.to_string())
+                    )),
+                }
+            }
+            Probe::Completed { service } => {
+                let mine: Vec<&Container> = containers
+                    .iter()
+                    .filter(|c| &c.service == service)
+                    .collect();
+                if mine.is_empty() {
+                    return Err(format!("job `{service}` has not started yet"));
+                }
+                match mine
+                    .iter()
+                    .find(|c| !(c.state == ContainerState::Exited && c.exit_code == Some(0)))
+                {
+                    None => Ok(format!("job `{service}` completed")),
+                    Some(c) => Err(format!("job `{service}` is {}", c.state)),
+                }
             }
         }
     }
@@ -85,6 +173,19 @@ pub enum CheckState {
     },
 }
 
+/// Why the gate stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every check passed.
+    Passed,
+    /// A container exited with an error, died, or turned unhealthy.
+    ContainerFailed,
+    /// The deadline passed.
+    TimedOut,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
 /// The gate's result.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -92,23 +193,21 @@ pub struct Report {
     /// Containers that exited with an error or turned unhealthy.
     pub failed_containers: Vec<Container>,
     pub elapsed: Duration,
+    pub ending: Ending,
 }
 
 impl Report {
     pub fn passed(&self) -> bool {
-        self.failed_containers.is_empty()
-            && self
-                .checks
-                .iter()
-                .all(|(_, s)| matches!(s, CheckState::Passed { .. }))
+        self.ending == Ending::Passed
     }
 }
 
-/// Run every check until all pass, the deadline passes, or a container of `project`
-/// fails.
+/// Run every check until all pass, the deadline passes, a container fails, or kinfra
+/// is interrupted. `containers` reads the instance's containers (any state); `None`
+/// when they cannot be read right now.
 pub fn run(
     checks: Vec<Check>,
-    project: &str,
+    containers: &dyn Fn() -> Option<Vec<Container>>,
     timeout: Duration,
     reporter: &dyn Reporter,
 ) -> Report {
@@ -118,7 +217,7 @@ pub fn run(
         checks
             .iter()
             .map(|c| {
-                if c.spec.after.is_empty() {
+                if c.after.is_empty() {
                     CheckState::Trying { last_error: None }
                 } else {
                     CheckState::Blocked
@@ -126,42 +225,63 @@ pub fn run(
             })
             .collect(),
     ));
+    let latest: Arc<Mutex<Vec<Container>>> = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for (i, check) in checks.iter().cloned().enumerate() {
         let deps: Vec<usize> = check
-            .spec
             .after
             .iter()
-            .filter_map(|d| checks.iter().position(|c| &c.spec.name == d))
+            .filter_map(|d| checks.iter().position(|c| &c.name == d))
             .collect();
         let states = Arc::clone(&states);
         let stop = Arc::clone(&stop);
+        let latest = Arc::clone(&latest);
         handles.push(std::thread::spawn(move || {
-            poll_check(i, &check, &deps, &states, &stop, started, deadline)
+            let ctx = PollCtx {
+                states: &states,
+                latest: &latest,
+                stop: &stop,
+                started,
+                deadline,
+            };
+            poll_check(i, &check, &deps, &ctx)
         }));
     }
 
-    let names: Vec<String> = checks.iter().map(|c| c.spec.name.clone()).collect();
+    let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
     let mut failed_containers = Vec::new();
     let mut next_poll = Instant::now();
+    let mut ending = Ending::TimedOut;
     loop {
+        if crate::interrupt::requested() {
+            ending = Ending::Interrupted;
+            break;
+        }
+        if Instant::now() >= next_poll {
+            next_poll = Instant::now() + CONTAINER_POLL;
+            if let Some(list) = containers() {
+                failed_containers = list.iter().filter(|c| c.failed()).cloned().collect();
+                *lock(&latest) = list;
+                if !failed_containers.is_empty() {
+                    ending = Ending::ContainerFailed;
+                    break;
+                }
+            }
+        }
         let snapshot = lock(&states).clone();
         reporter.checks(&names, &progress(&snapshot), false);
         let finished = snapshot
             .iter()
             .all(|s| matches!(s, CheckState::Passed { .. } | CheckState::Failed { .. }));
         if finished {
-            break;
-        }
-        if Instant::now() >= next_poll {
-            next_poll = Instant::now() + CONTAINER_POLL;
-            if let Ok(list) = status::project_containers(project) {
-                failed_containers = list.into_iter().filter(Container::failed).collect();
-                if !failed_containers.is_empty() {
-                    break;
-                }
+            if snapshot
+                .iter()
+                .all(|s| matches!(s, CheckState::Passed { .. }))
+            {
+                ending = Ending::Passed;
             }
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -187,6 +307,7 @@ pub fn run(
         checks: checks.into_iter().zip(final_states).collect(),
         failed_containers,
         elapsed,
+        ending,
     }
 }
 
@@ -206,23 +327,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn poll_check(
-    i: usize,
-    check: &Check,
-    deps: &[usize],
-    states: &Mutex<Vec<CheckState>>,
-    stop: &AtomicBool,
+struct PollCtx<'a> {
+    states: &'a Mutex<Vec<CheckState>>,
+    latest: &'a Mutex<Vec<Container>>,
+    stop: &'a AtomicBool,
     started: Instant,
     deadline: Instant,
-) {
+}
+
+fn poll_check(i: usize, check: &Check, deps: &[usize], ctx: &PollCtx<'_>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if ctx.stop.load(Ordering::Relaxed) {
             return;
         }
         let now = Instant::now();
-        if now >= deadline {
-            let mut s = lock(states);
+        if now >= ctx.deadline {
+            let mut s = lock(ctx.states);
             s[i] = match &s[i] {
                 CheckState::Trying { last_error } => CheckState::Failed {
                     last_error: last_error.clone().unwrap_or_else(|| "timed out".into()),
@@ -234,7 +355,7 @@ fn poll_check(
             return;
         }
         let ready = {
-            let s = lock(states);
+            let s = lock(ctx.states);
             deps.iter()
                 .all(|d| matches!(s[*d], CheckState::Passed { .. }))
         };
@@ -243,20 +364,32 @@ fn poll_check(
             std::thread::sleep(BLOCKED_POLL);
             continue;
         }
-        match check.attempt() {
+        let result = if check.needs_containers() {
+            let snapshot = lock(ctx.latest).clone();
+            check.attempt(&snapshot)
+        } else {
+            check.attempt(&[])
+        };
+        match result {
             Ok(()) => {
-                lock(states)[i] = CheckState::Passed {
-                    after: started.elapsed(),
+                lock(ctx.states)[i] = CheckState::Passed {
+                    after: ctx.started.elapsed(),
                 };
                 return;
             }
             Err(e) => {
-                lock(states)[i] = CheckState::Trying {
+                lock(ctx.states)[i] = CheckState::Trying {
                     last_error: Some(e),
                 }
             }
         }
-        std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
+        // Container conditions change when the states are read again.
+        let pause = if check.needs_containers() {
+            CONTAINER_POLL / 2
+        } else {
+            backoff
+        };
+        std::thread::sleep(pause.min(ctx.deadline.saturating_duration_since(Instant::now())));
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -279,6 +412,10 @@ mod tests {
         }
     }
 
+    fn none() -> Option<Vec<Container>> {
+        Some(Vec::new())
+    }
+
     #[test]
     fn passes_as_soon_as_a_listener_appears() {
         // Reserve a port, release it, then start listening after a delay.
@@ -294,18 +431,12 @@ mod tests {
             drop(l);
         });
         let checks = vec![
-            Check {
-                spec: spec("A", CheckKind::Tcp, &[]),
-                port,
-            },
-            Check {
-                spec: spec("B", CheckKind::Tcp, &["A"]),
-                port,
-            },
+            Check::from_spec(&spec("A", CheckKind::Tcp, &[]), port),
+            Check::from_spec(&spec("B", CheckKind::Tcp, &["A"]), port),
         ];
         let report = run(
             checks,
-            "kinfra-unit-test-no-such-project",
+            &none,
             Duration::from_secs(5),
             &crate::report::Silent,
         );
@@ -331,18 +462,12 @@ mod tests {
             }
         });
         let checks = vec![
-            Check {
-                spec: spec("A", CheckKind::Http, &[]),
-                port,
-            },
-            Check {
-                spec: spec("B", CheckKind::Tcp, &["A"]),
-                port,
-            },
+            Check::from_spec(&spec("A", CheckKind::Http, &[]), port),
+            Check::from_spec(&spec("B", CheckKind::Tcp, &["A"]), port),
         ];
         let report = run(
             checks,
-            "kinfra-unit-test-no-such-project",
+            &none,
             Duration::from_millis(400),
             &crate::report::Silent,
         );

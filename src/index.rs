@@ -80,10 +80,21 @@ pub struct Project {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
     pub last_used: String,
+    /// First port of the block its automatic ports come from (projects without a
+    /// `kinfra.toml` port map), so two projects never hand out the same ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports_base: Option<u16>,
     /// Fields a newer kinfra wrote.
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
+
+/// Blocks of automatic ports handed to projects: `PORT_BLOCKS` blocks of
+/// `PORT_BLOCK_SIZE` ports from `PORT_BLOCKS_START` (24000..=31999: below the kernel's
+/// range for outgoing connections, above the ktrdr layout's blocks).
+pub const PORT_BLOCKS_START: u16 = 24_000;
+pub const PORT_BLOCK_SIZE: u16 = 1_000;
+pub const PORT_BLOCKS: u16 = 8;
 
 /// The whole index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +147,34 @@ impl Index {
         self.projects.iter().find(|p| p.name == name)
     }
 
+    /// The port block of project `name`: the one recorded, else the first block not
+    /// recorded for another project, starting from one picked by the name (so the first
+    /// project of each name gets the same block on every machine).
+    pub fn ports_base_for(&self, name: &str) -> u16 {
+        if let Some(base) = self.project(name).and_then(|p| p.ports_base) {
+            return base;
+        }
+        let taken: Vec<u16> = self
+            .projects
+            .iter()
+            .filter(|p| p.name != name)
+            .filter_map(|p| p.ports_base)
+            .collect();
+        let start = name
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % u32::from(PORT_BLOCKS);
+        (0..PORT_BLOCKS)
+            .map(|i| {
+                let k = (u32::from(i) + start) % u32::from(PORT_BLOCKS);
+                PORT_BLOCKS_START + PORT_BLOCK_SIZE * k as u16
+            })
+            .find(|b| !taken.contains(b))
+            // More projects than blocks: share the picked one; preflight still
+            // refuses a busy port.
+            .unwrap_or(PORT_BLOCKS_START + PORT_BLOCK_SIZE * start as u16)
+    }
+
     /// Projects whose registry file no longer exists (kept in the index; the caller
     /// decides what to tell the user).
     pub fn missing_registries(&self) -> Vec<&Project> {
@@ -159,9 +198,11 @@ impl Index {
                 }
                 let mut other = std::mem::take(&mut known.other);
                 other.extend(project.other);
+                let ports_base = known.ports_base.or(project.ports_base);
                 *known = Project {
                     main_repos: mains,
                     other,
+                    ports_base,
                     ..project
                 };
             }
@@ -291,8 +332,33 @@ mod tests {
             main_repos: vec![PathBuf::from(main)],
             config: None,
             last_used: used.into(),
+            ports_base: None,
             other: Map::new(),
         }
+    }
+
+    #[test]
+    fn every_project_gets_its_own_port_block_and_keeps_it() {
+        let mut index = Index::default();
+        let a = index.ports_base_for("app");
+        assert_eq!(index.ports_base_for("app"), a, "stable");
+        let mut p = project("app", Path::new("/s/app/instances.json"), "/w/app", "t");
+        p.ports_base = Some(a);
+        index.record(p);
+        let mut bases = vec![a];
+        for name in ["b", "c", "d", "e", "f", "g", "h"] {
+            let base = index.ports_base_for(name);
+            assert!(!bases.contains(&base), "{name} got a taken block {base}");
+            assert!(
+                (PORT_BLOCKS_START..PORT_BLOCKS_START + PORT_BLOCKS * PORT_BLOCK_SIZE)
+                    .contains(&base)
+            );
+            let mut p = project(name, Path::new("/s/x/instances.json"), "/w/x", "t");
+            p.ports_base = Some(base);
+            index.record(p);
+            bases.push(base);
+        }
+        assert_eq!(index.ports_base_for("app"), a);
     }
 
     #[test]

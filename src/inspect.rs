@@ -67,15 +67,18 @@ pub fn status(config: &Config, inst: &Instance) -> Result<StatusReport> {
     };
     let ports = crate::lifecycle::instance_ports(config, inst)?;
     let urls = crate::layout::urls(config, &ports);
-    let mut checks = Vec::new();
-    for spec in &config.gate_checks {
-        let check = Check {
-            port: inst.env.require_port(&spec.port)?,
-            spec: spec.clone(),
-        };
-        checks.push(check);
-    }
-    let checks = run_once(&checks, state != State::Stopped && state != State::Unknown);
+    let checks = match gate_for(config, inst) {
+        Ok(checks) => run_once(
+            &checks,
+            &containers,
+            state != State::Stopped && state != State::Unknown,
+        ),
+        Err(e) => vec![CheckResult {
+            name: "gate".into(),
+            passed: false,
+            detail: format!("cannot work out the gate: {}", e.message),
+        }],
+    };
     let shared = SharedSummary {
         dir: config.shared_dir.clone(),
         subdirs: config
@@ -109,14 +112,28 @@ pub fn status(config: &Config, inst: &Instance) -> Result<StatusReport> {
     })
 }
 
+/// The checks `up` would run for `inst`.
+fn gate_for(config: &Config, inst: &Instance) -> Result<Vec<Check>> {
+    let project = crate::lifecycle::compose_project(config, inst)?;
+    let env = inst.env.to_map();
+    let lookup = |name: &str| env.get(name).cloned().or_else(|| std::env::var(name).ok());
+    let profiles = inst
+        .is_local_prod()
+        .then(|| config.local_prod_profile.clone())
+        .into_iter()
+        .collect();
+    let stack = crate::stack::Stack::load(&project.files, &lookup, profiles)?;
+    Ok(crate::lifecycle::gate_checks(config, &env, &stack)?.0)
+}
+
 /// Every check tried once, in parallel (dependencies are ignored: each says for
 /// itself). With nothing running, they are not tried.
-fn run_once(checks: &[Check], running: bool) -> Vec<CheckResult> {
+fn run_once(checks: &[Check], containers: &[Container], running: bool) -> Vec<CheckResult> {
     if !running {
         return checks
             .iter()
             .map(|c| CheckResult {
-                name: c.spec.name.clone(),
+                name: c.name.clone(),
                 passed: false,
                 detail: "not running".into(),
             })
@@ -125,13 +142,13 @@ fn run_once(checks: &[Check], running: bool) -> Vec<CheckResult> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = checks
             .iter()
-            .map(|c| scope.spawn(move || (c, c.attempt_detail())))
+            .map(|c| scope.spawn(move || (c, c.attempt_detail(containers))))
             .collect();
         handles
             .into_iter()
             .filter_map(|h| h.join().ok())
             .map(|(c, r)| CheckResult {
-                name: c.spec.name.clone(),
+                name: c.name.clone(),
                 passed: r.is_ok(),
                 detail: r.unwrap_or_else(|e| e),
             })

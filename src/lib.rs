@@ -38,6 +38,7 @@ pub mod rescue;
 pub mod secrets;
 pub mod slots;
 pub mod slug;
+pub mod stack;
 pub mod state;
 pub mod status;
 pub mod timefmt;

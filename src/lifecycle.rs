@@ -2,21 +2,24 @@
 //! startability gate), `down`, and the attached commands `logs` and `shell`. Every
 //! compose call names the project and the file, so compose never guesses.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::compose::model::MountKind;
 use crate::compose::{self, Flavor, Project};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::context::Ctx;
 use crate::docker;
 use crate::error::{Diagnostic, Exit, Result};
-use crate::gate::{self, Check, CheckState};
+use crate::gate::{self, Check, CheckState, Probe};
 use crate::instance::{self, Instance, Kind};
 use crate::ports::SlotPort;
 use crate::registry::Registry;
 use crate::report::Reporter;
 use crate::secrets;
 use crate::slots::{self, PortConflict};
+use crate::stack::{self, Stack, StackError};
 use crate::status::Container;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,15 @@ pub enum LifecycleError {
     GateFailed { id: String, why: String },
     #[error("`{id}` did not pass the startability gate within {}s", .timeout.as_secs())]
     GateTimedOut { id: String, timeout: Duration },
+    #[error("external {} missing: {}", if .networks.is_empty() { "volumes are" } else if .volumes.is_empty() { "networks are" } else { "networks and volumes are" }, .networks.iter().map(|n| format!("network `{n}`")).chain(.volumes.iter().map(|v| format!("volume `{v}`"))).collect::<Vec<_>>().join(", "))]
+    MissingExternal {
+        networks: Vec<String>,
+        volumes: Vec<String>,
+    },
+    #[error("gate check `{check}` probes `{key}`, which the env file does not hold")]
+    CheckPort { check: String, key: String },
+    #[error("interrupted while waiting for `{id}`'s gate; its containers keep running")]
+    Interrupted { id: String },
     #[error("`{id}` has no containers; it is not running")]
     NotRunning { id: String },
     #[error("service `{service}` is not running in `{id}` ({state})")]
@@ -65,6 +77,9 @@ impl Diagnostic for LifecycleError {
                 Exit::NotRunning
             }
             LifecycleError::NoSuchService { .. } => Exit::NotFound,
+            LifecycleError::MissingExternal { .. } => Exit::Refused,
+            LifecycleError::CheckPort { .. } => Exit::Failure,
+            LifecycleError::Interrupted { .. } => Exit::Interrupted,
         }
     }
 
@@ -78,6 +93,14 @@ impl Diagnostic for LifecycleError {
             LifecycleError::NotRunning { .. } => "start it with `up`".into(),
             LifecycleError::ServiceNotRunning { .. } => "start it with `up`, or see `status`".into(),
             LifecycleError::NoSuchService { .. } => "`status` lists the services".into(),
+            LifecycleError::MissingExternal { networks, volumes } => networks
+                .iter()
+                .map(|n| format!("docker network create {n}"))
+                .chain(volumes.iter().map(|v| format!("docker volume create {v}")))
+                .collect::<Vec<_>>()
+                .join(" && "),
+            LifecycleError::CheckPort { .. } => "name a port key of the layout, or a port variable of the compose file".into(),
+            LifecycleError::Interrupted { .. } => "`status` shows where it stands; `down` stops it".into(),
         })
     }
 }
@@ -117,7 +140,7 @@ pub fn compose_project(config: &Config, inst: &Instance) -> Result<Project, Life
     })?;
     Ok(Project {
         name: inst.id().to_string(),
-        file,
+        files: vec![file],
         profile: inst
             .is_local_prod()
             .then(|| config.local_prod_profile.clone()),
@@ -125,7 +148,8 @@ pub fn compose_project(config: &Config, inst: &Instance) -> Result<Project, Life
     })
 }
 
-/// The instance's ports as its env file states them (what compose will publish).
+/// The instance's ports as its env file states them: the layout's, then the automatic
+/// ones (every other numeric key kinfra wrote).
 pub fn instance_ports(config: &Config, inst: &Instance) -> Result<Vec<SlotPort>> {
     let mut ports = config
         .ports
@@ -133,6 +157,19 @@ pub fn instance_ports(config: &Config, inst: &Instance) -> Result<Vec<SlotPort>>
         .map_err(crate::config::ConfigError::from)?;
     for p in &mut ports {
         p.port = inst.env.require_port(&p.key)?;
+    }
+    let layout = config.layout_keys();
+    for (key, var) in &inst.env.vars {
+        if layout.contains(key) || config::RESERVED_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        if let Ok(port) = var.value.parse::<u16>() {
+            ports.push(SlotPort {
+                key: key.clone(),
+                port,
+                group: key.clone(),
+            });
+        }
     }
     Ok(ports)
 }
@@ -193,41 +230,281 @@ pub struct UpOptions {
 
 /// What `up` will do, worked out before anything starts.
 pub struct UpPlan {
+    /// Automatic ports for port variables that appeared since the env file was
+    /// written (a branch switch, a compose change); added to the env file first.
+    pub new_ports: Vec<(String, u16)>,
+    /// The host ports the compose file publishes (what the preflight checks).
     pub ports: Vec<SlotPort>,
     /// Busy ports (held by something other than this instance).
     pub conflicts: Vec<PortConflict>,
-    pub fetch_secrets: bool,
+    /// External networks and volumes the compose file needs that do not exist.
+    pub missing_networks: Vec<String>,
+    pub missing_volumes: Vec<String>,
+    /// Why the external resources could not be checked (Docker did not answer).
+    pub externals_unknown: Option<String>,
+    /// Bind-mount sources missing on disk (compose would create empty directories).
+    pub missing_binds: Vec<(String, PathBuf)>,
+    pub secrets: Vec<secrets::Request>,
     pub compose_args: Vec<String>,
     pub checks: Vec<Check>,
+    /// Configured checks not run because their service is not in the compose file.
+    pub dropped_checks: Vec<Dropped>,
     pub timeout: Duration,
     pub wait: bool,
 }
 
+/// The child environment kinfra gives compose: process environment, then the env
+/// file (later wins).
+fn lookup_with(env: &BTreeMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| env.get(name).cloned().or_else(|| std::env::var(name).ok())
+}
+
+/// Read the instance's compose file(s) as compose will see them.
+pub fn load_stack(
+    config: &Config,
+    target: &Target,
+    env: &BTreeMap<String, String>,
+) -> Result<Stack> {
+    let profiles = target
+        .inst
+        .is_local_prod()
+        .then(|| config.local_prod_profile.clone())
+        .into_iter()
+        .collect();
+    Ok(Stack::load(
+        &target.project.files,
+        &lookup_with(env),
+        profiles,
+    )?)
+}
+
 pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpPlan> {
-    let ports = instance_ports(config, &target.inst)?;
+    let mut env = target.inst.env.to_map();
+    let first = load_stack(config, target, &env)?;
+    if let Some(d) = first.duplicates().into_iter().next() {
+        return Err(StackError::Duplicate(d.to_string()).into());
+    }
+    if target.inst.kind == Kind::Sandbox
+        && let Some(lit) = first.literal_ports().into_iter().next()
+    {
+        return Err(lit.into());
+    }
+    let new_ports =
+        stack::assign_auto_ports(config, target.inst.entry.slot, &first.port_vars(), &env)?;
+    let stack = if new_ports.is_empty() {
+        first
+    } else {
+        for (k, v) in &new_ports {
+            env.insert(k.clone(), v.to_string());
+        }
+        load_stack(config, target, &env)?
+    };
+    let ports = stack.published_slot_ports();
+    check_ports_not_shared(config, target, &ports)?;
     let conflicts = slots::port_conflicts(&ports, Some(target.id()), &target.registry);
+
+    let (missing_networks, missing_volumes, externals_unknown) = missing_externals(&stack);
+    let missing_binds = stack
+        .model
+        .active_services(&stack.profiles)
+        .flat_map(|s| {
+            s.mounts.iter().filter_map(move |m| match &m.kind {
+                MountKind::Bind { source } if !source.exists() => {
+                    Some((s.name.clone(), source.clone()))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+
+    let secrets = if opts.no_secrets {
+        Vec::new()
+    } else {
+        config
+            .secrets
+            .iter()
+            .filter(|i| i.applies_to(target.inst.kind))
+            .map(|i| secrets::Request {
+                item: i.item.clone(),
+                vault: i.vault.clone(),
+                fields: i
+                    .fields
+                    .iter()
+                    .map(|(label, t)| (label.clone(), t.resolve(&|n| stack.reads(n))))
+                    .collect(),
+            })
+            .collect()
+    };
+
     let mut compose_args: Vec<String> = vec!["up".into(), "-d".into(), "--remove-orphans".into()];
     if opts.build {
         compose_args.push("--build".into());
     }
-    let mut checks = Vec::new();
-    for spec in &config.gate_checks {
-        checks.push(Check {
-            port: target.inst.env.require_port(&spec.port)?,
-            spec: spec.clone(),
-        });
-    }
+    let (checks, dropped_checks) = gate_checks(config, &env, &stack)?;
     Ok(UpPlan {
+        new_ports,
         ports,
         conflicts,
-        fetch_secrets: !config.secrets.is_empty() && !opts.no_secrets,
+        missing_networks,
+        missing_volumes,
+        externals_unknown,
+        missing_binds,
+        secrets,
         compose_args,
         checks,
+        dropped_checks,
         timeout: opts
             .timeout
             .unwrap_or(Duration::from_secs(config.gate_timeout)),
         wait: !opts.no_wait,
     })
+}
+
+/// The gate for `stack`: the configured checks whose service the compose file has
+/// (the others are dropped, with why); when none is configured, or none is left, the
+/// gate comes from the compose file: every service with a healthcheck becomes healthy,
+/// every one-shot job exits 0, every other service publishing a TCP port accepts a
+/// connection on it.
+pub fn gate_checks(
+    config: &Config,
+    env: &BTreeMap<String, String>,
+    stack: &Stack,
+) -> Result<(Vec<Check>, Vec<Dropped>)> {
+    let mut checks = Vec::new();
+    let mut dropped = Vec::new();
+    for spec in &config.gate_checks {
+        if let Some(service) = &spec.service
+            && !stack.has_service(service)
+        {
+            dropped.push((
+                spec.name.clone(),
+                format!("the compose file has no service `{service}`"),
+            ));
+            continue;
+        }
+        let port = env
+            .get(&spec.port)
+            .and_then(|v| v.parse::<u16>().ok())
+            .ok_or_else(|| LifecycleError::CheckPort {
+                check: spec.name.clone(),
+                key: spec.port.clone(),
+            })?;
+        // A dependency on a dropped check is dropped with it.
+        let mut check = Check::from_spec(spec, port);
+        check
+            .after
+            .retain(|d| !dropped.iter().any(|(name, _)| name == d));
+        checks.push(check);
+    }
+    if checks.is_empty() {
+        checks = compose_gate(stack);
+    }
+    Ok((checks, dropped))
+}
+
+/// A configured check not run, and why (its service is not in the compose file).
+pub type Dropped = (String, String);
+
+/// The gate a compose file implies (see [`gate_checks`]).
+pub fn compose_gate(stack: &Stack) -> Vec<Check> {
+    let jobs: Vec<String> = stack
+        .model
+        .one_shot_jobs()
+        .into_iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let mut checks = Vec::new();
+    for service in stack.model.active_services(&stack.profiles) {
+        let name = &service.name;
+        let probe = if jobs.contains(name) {
+            Probe::Completed {
+                service: name.clone(),
+            }
+        } else if service.healthcheck.as_ref().is_some_and(|h| !h.disabled) {
+            Probe::Healthy {
+                service: name.clone(),
+            }
+        } else if let Some(port) = stack
+            .published()
+            .into_iter()
+            .find(|p| &p.service == name && p.protocol == "tcp")
+        {
+            Probe::Tcp { port: port.port }
+        } else {
+            continue;
+        };
+        let label = match &probe {
+            Probe::Completed { .. } => format!("{name} completed"),
+            Probe::Healthy { .. } => format!("{name} healthy"),
+            Probe::Tcp { port } => format!("{name} on {port}"),
+            Probe::Http { .. } => name.clone(),
+        };
+        checks.push(Check {
+            name: label,
+            after: Vec::new(),
+            service: Some(name.clone()),
+            probe,
+        });
+    }
+    checks
+}
+
+/// Every published port must be this instance's alone: no other registered instance
+/// may have it in its env file (a hand edit or a `kinfra.toml` change can make two
+/// instances share one even while only one of them runs).
+fn check_ports_not_shared(config: &Config, target: &Target, ports: &[SlotPort]) -> Result<()> {
+    for other in target.registry.all() {
+        if other.instance_id == target.id() {
+            continue;
+        }
+        let Ok(env) = crate::envfile::EnvFile::load(&other.path().join(&config.env_file)) else {
+            continue;
+        };
+        for p in ports {
+            let hit = env.vars.iter().find(|(k, v)| {
+                !config::RESERVED_KEYS.contains(&k.as_str()) && v.value == p.port.to_string()
+            });
+            if let Some((key, _)) = hit {
+                return Err(StackError::Shared {
+                    port: p.port,
+                    key: p.key.clone(),
+                    why: format!("also `{key}` of instance `{}`", other.instance_id),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// External networks and volumes the compose file needs that the engine lacks.
+fn missing_externals(stack: &Stack) -> (Vec<String>, Vec<String>, Option<String>) {
+    let networks = stack.model.external_networks();
+    let volumes = stack.model.external_volumes();
+    if networks.is_empty() && volumes.is_empty() {
+        return (Vec::new(), Vec::new(), None);
+    }
+    let engine = match crate::engine::Engine::connect() {
+        Ok(e) => e,
+        Err(e) => return (Vec::new(), Vec::new(), Some(e.to_string())),
+    };
+    let mut missing_n = Vec::new();
+    for n in &networks {
+        match engine.networks(&crate::engine::Filters::new().name(&n.name)) {
+            Ok(list) if list.iter().any(|x| x.name == n.name) => {}
+            Ok(_) => missing_n.push(n.name.clone()),
+            Err(e) => return (Vec::new(), Vec::new(), Some(e.to_string())),
+        }
+    }
+    let mut missing_v = Vec::new();
+    for v in &volumes {
+        match engine.volumes(&crate::engine::Filters::new().name(&v.name)) {
+            Ok(list) if list.iter().any(|x| x.name == v.name) => {}
+            Ok(_) => missing_v.push(v.name.clone()),
+            Err(e) => return (Vec::new(), Vec::new(), Some(e.to_string())),
+        }
+    }
+    (missing_n, missing_v, None)
 }
 
 impl UpPlan {
@@ -238,6 +515,11 @@ impl UpPlan {
             target.id(),
             target.inst.root.display()
         )];
+        for (k, v) in &self.new_ports {
+            lines.push(format!(
+                "  add `{k}={v}` to the env file (a new port variable)"
+            ));
+        }
         lines.push(format!(
             "  check ports free: {}",
             self.ports
@@ -249,8 +531,31 @@ impl UpPlan {
         for c in &self.conflicts {
             lines.push(format!("    would refuse: {c}"));
         }
-        if self.fetch_secrets {
-            lines.push("  fetch secrets from 1Password (child environment only)".into());
+        for n in &self.missing_networks {
+            lines.push(format!(
+                "    would refuse: external network `{n}` does not exist"
+            ));
+        }
+        for v in &self.missing_volumes {
+            lines.push(format!(
+                "    would refuse: external volume `{v}` does not exist"
+            ));
+        }
+        for (service, path) in &self.missing_binds {
+            lines.push(format!(
+                "  warning: `{service}` mounts `{}`, which does not exist",
+                path.display()
+            ));
+        }
+        if !self.secrets.is_empty() {
+            lines.push(format!(
+                "  fetch secrets from 1Password ({}; child environment only)",
+                self.secrets
+                    .iter()
+                    .map(|r| format!("`{}`", r.item))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         lines.push(format!(
             "  `{}`",
@@ -265,10 +570,13 @@ impl UpPlan {
                 self.timeout.as_secs(),
                 self.checks
                     .iter()
-                    .map(|c| c.spec.name.clone())
+                    .map(|c| c.name.clone())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+        }
+        for (name, why) in &self.dropped_checks {
+            lines.push(format!("  skip check `{name}`: {why}"));
         }
         lines
     }
@@ -285,7 +593,8 @@ pub struct UpOutcome {
     pub started: Instant,
 }
 
-/// Run `plan`: refuse busy ports, fetch secrets, `compose up -d`, then the gate. A gate
+/// Run `plan`: refuse busy ports and missing external resources, add new automatic
+/// ports to the env file, fetch secrets, `compose up -d`, then the gate. A gate
 /// failure is returned as an error after its details went to the reporter.
 pub fn execute_up(
     config: &Config,
@@ -297,12 +606,51 @@ pub fn execute_up(
     if !plan.conflicts.is_empty() {
         return Err(LifecycleError::PortsBusy(plan.conflicts.clone()).into());
     }
+    if !plan.missing_networks.is_empty() || !plan.missing_volumes.is_empty() {
+        return Err(LifecycleError::MissingExternal {
+            networks: plan.missing_networks.clone(),
+            volumes: plan.missing_volumes.clone(),
+        }
+        .into());
+    }
+    if let Some(why) = &plan.externals_unknown {
+        reporter.warn(&format!(
+            "could not check the compose file's external networks and volumes: {why}"
+        ));
+    }
+    for (service, path) in &plan.missing_binds {
+        reporter.warn(&format!(
+            "`{service}` mounts `{}`, which does not exist: compose will create an empty directory",
+            path.display()
+        ));
+    }
+    for (name, why) in &plan.dropped_checks {
+        if config.gate_checks_builtin {
+            reporter.verbose(&format!("gate check `{name}` skipped: {why}"));
+        } else {
+            reporter.warn(&format!("gate check `{name}` skipped: {why}"));
+        }
+    }
+    if !plan.new_ports.is_empty() {
+        add_env_vars(config, target, &plan.new_ports)?;
+        for (k, v) in &plan.new_ports {
+            reporter.note(&format!(
+                "`{k}` is a new port variable of the compose file: assigned {v} (added to `{}`)",
+                config.env_file
+            ));
+        }
+    }
     // Secrets go only into the child's environment.
-    if plan.fetch_secrets {
-        match secrets::fetch(&config.secrets, Duration::from_secs(config.secrets_timeout)) {
-            Ok(values) => {
-                reporter.verbose(&format!("{} secret(s) loaded", values.len()));
-                target.project.env.extend(values);
+    if !plan.secrets.is_empty() {
+        match secrets::fetch(&plan.secrets, Duration::from_secs(config.secrets_timeout)) {
+            Ok(fetched) => {
+                reporter.verbose(&format!("{} secret(s) loaded", fetched.values.len()));
+                for (item, label) in &fetched.missing {
+                    reporter.warn(&format!(
+                        "1Password item `{item}` has no concealed field `{label}`; its default applies"
+                    ));
+                }
+                target.project.env.extend(fetched.values);
             }
             Err(e) if target.inst.is_local_prod() => {
                 return Err(LifecycleError::Secrets(e).into());
@@ -327,7 +675,9 @@ pub fn execute_up(
         plan.checks.len(),
         plan.timeout.as_secs()
     ));
-    let report = gate::run(plan.checks.clone(), target.id(), plan.timeout, reporter);
+    let id = target.id().to_string();
+    let containers = || crate::status::project_containers(&id).ok();
+    let report = gate::run(plan.checks.clone(), &containers, plan.timeout, reporter);
     if report.passed() {
         return Ok(UpOutcome {
             gate: Some(report),
@@ -335,22 +685,47 @@ pub fn execute_up(
         });
     }
     report_gate_failure(target, &report, reporter);
-    let id = target.id().to_string();
-    Err(if report.failed_containers.is_empty() {
-        LifecycleError::GateTimedOut {
-            id,
-            timeout: plan.timeout,
-        }
-    } else {
-        LifecycleError::GateFailed {
+    Err(match report.ending {
+        gate::Ending::Interrupted => LifecycleError::Interrupted { id },
+        gate::Ending::ContainerFailed => LifecycleError::GateFailed {
             id,
             why: format!(
                 "a container failed {:.1}s into the gate",
                 report.elapsed.as_secs_f64()
             ),
+        },
+        gate::Ending::TimedOut
+            if report
+                .checks
+                .iter()
+                .all(|(_, s)| !matches!(s, CheckState::Trying { .. } | CheckState::Blocked))
+                && report.elapsed < plan.timeout =>
+        {
+            LifecycleError::GateFailed {
+                id,
+                why: "a check failed".into(),
+            }
         }
+        _ => LifecycleError::GateTimedOut {
+            id,
+            timeout: plan.timeout,
+        },
     }
     .into())
+}
+
+/// Add keys to the instance's env file, keeping everything it holds.
+fn add_env_vars(config: &Config, target: &mut Target, new: &[(String, u16)]) -> Result<()> {
+    let mut vars = target.inst.env.to_map();
+    for (k, v) in new {
+        vars.insert(k.clone(), v.to_string());
+        target.project.env.insert(k.clone(), v.to_string());
+    }
+    let path = target.inst.root.join(&config.env_file);
+    crate::envfile::save(&path, &vars)
+        .map_err(|source| crate::fsutil::fs_err("write", &path)(source))?;
+    target.inst.env = crate::envfile::EnvFile::load(&path)?;
+    Ok(())
 }
 
 /// The failing checks with their last error, and the last log lines of the services
@@ -369,13 +744,8 @@ fn report_gate_failure(target: &Target, report: &gate::Report, reporter: &dyn Re
     }
     for (check, state) in &report.checks {
         if let CheckState::Failed { last_error } = state {
-            reporter.warn(&format!("check `{}` failed: {last_error}", check.spec.name));
-            if let Some(s) = check
-                .spec
-                .service
-                .as_ref()
-                .filter(|s| !services.contains(s))
-            {
+            reporter.warn(&format!("check `{}` failed: {last_error}", check.name));
+            if let Some(s) = check.service.as_ref().filter(|s| !services.contains(s)) {
                 services.push(s.clone());
             }
         }

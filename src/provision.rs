@@ -6,6 +6,7 @@
 //! half-way removes what this command made. Re-running a create or init that was
 //! killed half-way adopts what it left.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -16,10 +17,12 @@ use crate::error::{Diagnostic, Error, Exit, Result};
 use crate::git::{self, BranchSource, GitError};
 use crate::instance::Kind;
 use crate::layout;
+use crate::ports::SlotPort;
 use crate::registry::{self, Entry, Registry, canonical};
 use crate::report::Reporter;
 use crate::slots::{self, Choice};
 use crate::slug;
+use crate::stack::{self, Stack, StackError};
 use crate::timefmt;
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +198,11 @@ pub struct Plan {
     pub wanted_slot: Option<u32>,
     /// The slot it would get if it ran now (the real choice is made under the lock).
     pub preview: Option<Choice>,
+    /// The compose file the new instance will run, read from the commit it starts
+    /// from (or from disk for `init`); `None` when the checkout has none yet.
+    pub stack: Option<Stack>,
+    /// The name given to `create` (recorded so commands can find it by that name).
+    pub name: Option<String>,
 }
 
 /// `kinfra sandbox create NAME [--branch B] [--slot N]`.
@@ -236,7 +244,19 @@ pub fn plan_sandbox_create(
         check_no_leftovers(&id)?;
     }
     let branch = branch_plan(&main, &repo.toplevel, &branch)?;
-    let preview = preview_slot(config, &registry, wanted_slot);
+    let stack = if resume {
+        stack_on_disk(config, &path, Kind::Sandbox)?
+    } else {
+        let commit = match &branch {
+            BranchPlan::New { start, .. } => Some(start.clone()),
+            BranchPlan::Reuse { commit, .. } => commit.clone(),
+        };
+        match commit {
+            Some(c) => stack_at_commit(config, &main, &c, &path, Kind::Sandbox)?,
+            None => None,
+        }
+    };
+    let preview = preview_slot(config, &registry, wanted_slot, stack.as_ref());
     Ok(Plan {
         kind: Kind::Sandbox,
         id,
@@ -245,6 +265,8 @@ pub fn plan_sandbox_create(
         resume,
         wanted_slot,
         preview,
+        stack,
+        name: Some(name.to_string()),
     })
 }
 
@@ -271,7 +293,8 @@ pub fn plan_sandbox_init(ctx: &Ctx, name: Option<&str>, slot: Option<i64>) -> Re
     if !resume {
         check_no_leftovers(&id)?;
     }
-    let preview = preview_slot(config, &registry, wanted_slot);
+    let stack = stack_on_disk(config, &root, Kind::Sandbox)?;
+    let preview = preview_slot(config, &registry, wanted_slot, stack.as_ref());
     Ok(Plan {
         kind: Kind::Sandbox,
         id,
@@ -283,6 +306,8 @@ pub fn plan_sandbox_init(ctx: &Ctx, name: Option<&str>, slot: Option<i64>) -> Re
         resume,
         wanted_slot,
         preview,
+        stack,
+        name: name.map(str::to_string),
     })
 }
 
@@ -317,6 +342,14 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
     if !resume {
         check_no_leftovers(&id)?;
     }
+    let stack = if resume {
+        stack_on_disk(config, &path, Kind::LocalProd)?
+    } else {
+        match commit_of(&main, &format!("refs/heads/{branch}"))? {
+            Some(c) => stack_at_commit(config, &main, &c, &path, Kind::LocalProd)?,
+            None => None,
+        }
+    };
     Ok(Plan {
         kind: Kind::LocalProd,
         id,
@@ -332,6 +365,8 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
             slot: 0,
             skipped: Vec::new(),
         }),
+        stack,
+        name: None,
     })
 }
 
@@ -354,6 +389,7 @@ pub fn plan_local_prod_init(ctx: &Ctx) -> Result<Plan> {
     if !resume {
         check_no_leftovers(&id)?;
     }
+    let stack = stack_on_disk(config, &root, Kind::LocalProd)?;
     Ok(Plan {
         kind: Kind::LocalProd,
         id,
@@ -368,6 +404,8 @@ pub fn plan_local_prod_init(ctx: &Ctx) -> Result<Plan> {
             slot: 0,
             skipped: Vec::new(),
         }),
+        stack,
+        name: None,
     })
 }
 
@@ -412,12 +450,10 @@ impl Plan {
                             .join("; ")
                     ));
                 }
-                let ports = config
-                    .ports
-                    .for_slot(choice.slot)
+                let ports = env_ports(config, self.stack.as_ref(), choice.slot)
                     .map(|ps| {
                         ps.iter()
-                            .map(|p| format!("{}={}", p.key, p.port))
+                            .map(|(k, p)| format!("{k}={p}"))
                             .collect::<Vec<_>>()
                             .join(" ")
                     })
@@ -461,9 +497,10 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
         &config.registry_lock_path(),
         |reg| -> Result<Created> {
             recheck_under_lock(config, plan, reg)?;
+            let stack = plan.stack.as_ref();
             let choice = match plan.kind {
                 Kind::LocalProd => {
-                    let ports = config.ports.for_slot(0).map_err(config_error)?;
+                    let ports = published_ports(config, stack, 0)?;
                     let conflicts = slots::port_conflicts(&ports, None, reg);
                     if !conflicts.is_empty() {
                         return Err(slots::SlotError::PortsBusy { slot: 0, conflicts }.into());
@@ -474,9 +511,7 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
                     }
                 }
                 Kind::Sandbox => slots::choose(reg, config, plan.wanted_slot, |slot| {
-                    config
-                        .ports
-                        .for_slot(slot)
+                    published_ports(config, stack, slot)
                         .map(|ports| slots::port_conflicts(&ports, None, reg))
                         .unwrap_or_default()
                 })?,
@@ -510,7 +545,23 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
             if let Checkout::Existing { .. } = plan.checkout {
                 made = Some(Made::EnvFile(plan.path.join(&config.env_file)));
             }
-            write_env_file(config, &plan.path, &plan.id, choice.slot, &created_at)?;
+            let auto = match stack {
+                Some(st) => stack::assign_auto_ports(
+                    config,
+                    choice.slot,
+                    &st.port_vars(),
+                    &BTreeMap::new(),
+                )?,
+                None => Vec::new(),
+            };
+            write_env_file(
+                config,
+                &plan.path,
+                &plan.id,
+                choice.slot,
+                &created_at,
+                &auto,
+            )?;
             crate::crashpoint::hit(match plan.kind {
                 Kind::Sandbox if matches!(plan.checkout, Checkout::Existing { .. }) => {
                     "init:after-env-file"
@@ -714,15 +765,119 @@ fn check_init_target(
     Ok(())
 }
 
-fn preview_slot(config: &Config, registry: &Registry, wanted: Option<u32>) -> Option<Choice> {
+fn preview_slot(
+    config: &Config,
+    registry: &Registry,
+    wanted: Option<u32>,
+    stack: Option<&Stack>,
+) -> Option<Choice> {
     slots::choose(registry, config, wanted, |slot| {
-        config
-            .ports
-            .for_slot(slot)
+        published_ports(config, stack, slot)
             .map(|ports| slots::port_conflicts(&ports, None, registry))
             .unwrap_or_default()
     })
     .ok()
+}
+
+/// Every port key an instance on `slot` gets in its env file: the layout's, then the
+/// automatic ports of the compose file's other port variables.
+pub fn env_ports(config: &Config, stack: Option<&Stack>, slot: u32) -> Result<Vec<(String, u16)>> {
+    let mut out: Vec<(String, u16)> = config
+        .ports
+        .for_slot(slot)
+        .map_err(config_error)?
+        .into_iter()
+        .map(|p| (p.key, p.port))
+        .collect();
+    if let Some(st) = stack {
+        out.extend(stack::assign_auto_ports(
+            config,
+            slot,
+            &st.port_vars(),
+            &BTreeMap::new(),
+        )?);
+    }
+    Ok(out)
+}
+
+/// The host ports an instance on `slot` publishes: with a compose file, only the ports
+/// its services publish (a layout key nothing publishes never blocks a slot); without
+/// one yet, every layout port.
+pub fn published_ports(config: &Config, stack: Option<&Stack>, slot: u32) -> Result<Vec<SlotPort>> {
+    let Some(st) = stack else {
+        return config.ports.for_slot(slot).map_err(config_error);
+    };
+    let published: Vec<String> = st.port_vars().into_iter().map(|v| v.name).collect();
+    Ok(env_ports(config, stack, slot)?
+        .into_iter()
+        .filter(|(k, _)| published.contains(k))
+        .map(|(key, port)| SlotPort {
+            group: key.clone(),
+            key,
+            port,
+        })
+        .collect())
+}
+
+/// The compose stack in a checkout on disk (`init`, a resumed create).
+fn stack_on_disk(config: &Config, root: &Path, kind: Kind) -> Result<Option<Stack>> {
+    let Some(file) = crate::compose::find_file(root, &config.compose_files) else {
+        return Ok(None);
+    };
+    let stack = Stack::load(&[file], &|_| None, profiles(config, kind))?;
+    check_stack(&stack, kind)?;
+    Ok(Some(stack))
+}
+
+/// The compose stack a new checkout of `commit` will have at `dest`, read from git.
+fn stack_at_commit(
+    config: &Config,
+    repo: &Path,
+    commit: &str,
+    dest: &Path,
+    kind: Kind,
+) -> Result<Option<Stack>> {
+    for name in &config.compose_files {
+        let out = git::git(repo)
+            .args(["cat-file", "-p"])
+            .arg(format!("{commit}:{name}"))
+            .output()
+            .map_err(GitError::from)?;
+        if !out.success() {
+            continue;
+        }
+        let stack = Stack::parse(
+            &dest.join(name),
+            &out.stdout,
+            &|_| None,
+            profiles(config, kind),
+        )?;
+        check_stack(&stack, kind)?;
+        return Ok(Some(stack));
+    }
+    Ok(None)
+}
+
+fn profiles(config: &Config, kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::LocalProd => vec![config.local_prod_profile.clone()],
+        Kind::Sandbox => Vec::new(),
+    }
+}
+
+/// A compose file two instances of which cannot run side by side is refused before
+/// anything is created: one publishing a host port twice, and (for sandboxes, of
+/// which there are many) one publishing a literal host port.
+fn check_stack(stack: &Stack, kind: Kind) -> Result<()> {
+    if let Some(d) = stack.duplicates().into_iter().next() {
+        return Err(StackError::Duplicate(d.to_string()).into());
+    }
+    if kind == Kind::Sandbox
+        && let Some(lit) = stack.literal_ports().into_iter().next()
+    {
+        return Err(lit.into());
+    }
+    Ok(())
 }
 
 fn already_registered(e: &Entry) -> ProvisionError {
@@ -823,15 +978,19 @@ pub fn copy_files(config: &Config, root: &Path, reporter: &dyn Reporter) {
     }
 }
 
-/// Write the env file of an instance.
+/// Write the env file of an instance: the layout's keys and the automatic ports.
 pub fn write_env_file(
     config: &Config,
     root: &Path,
     instance_id: &str,
     slot: u32,
     created_at: &str,
+    auto: &[(String, u16)],
 ) -> Result<()> {
-    let vars = layout::env_vars(config, instance_id, slot, created_at).map_err(config_error)?;
+    let mut vars = layout::env_vars(config, instance_id, slot, created_at).map_err(config_error)?;
+    for (k, v) in auto {
+        vars.insert(k.clone(), v.to_string());
+    }
     let path = root.join(&config.env_file);
     // Temp files of an earlier write that was killed before its rename.
     for stale in crate::fsutil::leftover_temp_files(&path) {

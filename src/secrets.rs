@@ -5,8 +5,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::SecretItem;
 use crate::process::{Cmd, ProcessError};
+
+/// One item to fetch, with each field's environment names already chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub item: String,
+    pub vault: Option<String>,
+    /// Field label → the env names it is passed as.
+    pub fields: Vec<(String, Vec<String>)>,
+}
+
+/// What was fetched: env name → value, and the fields an item lacked.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub values: BTreeMap<String, String>,
+    pub missing: Vec<(String, String)>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -16,18 +31,14 @@ pub enum SecretError {
     NotSignedIn,
     #[error("1Password item `{item}`: {problem}")]
     Item { item: String, problem: String },
-    #[error("1Password item `{item}` has no concealed field `{label}`")]
-    MissingField { item: String, label: String },
     #[error("`op` did not answer within {}s", .0.as_secs())]
     TimedOut(Duration),
 }
 
-/// Fetch every configured item; env name → secret value.
-pub fn fetch(
-    items: &[SecretItem],
-    timeout: Duration,
-) -> Result<BTreeMap<String, String>, SecretError> {
-    let mut out = BTreeMap::new();
+/// Fetch every item. A field an item lacks is reported in `missing`, not an error:
+/// one layout serves items of different eras.
+pub fn fetch(items: &[Request], timeout: Duration) -> Result<Fetched, SecretError> {
+    let mut out = Fetched::default();
     for item in items {
         let mut cmd = Cmd::new("op")
             .args(["item", "get", &item.item, "--format", "json"])
@@ -66,14 +77,15 @@ pub fn fetch(
             item: item.item.clone(),
             problem,
         })?;
-        for (label, env) in &item.fields {
-            let value = concealed
-                .get(label)
-                .ok_or_else(|| SecretError::MissingField {
-                    item: item.item.clone(),
-                    label: label.clone(),
-                })?;
-            out.insert(env.clone(), value.clone());
+        for (label, envs) in &item.fields {
+            match concealed.get(label) {
+                Some(value) => {
+                    for env in envs {
+                        out.values.insert(env.clone(), value.clone());
+                    }
+                }
+                None => out.missing.push((item.item.clone(), label.clone())),
+            }
         }
     }
     Ok(out)
@@ -117,10 +129,10 @@ mod tests {
     #[test]
     fn missing_op_is_named() {
         // PATH without `op`: the error says what is missing, never a value.
-        let items = vec![SecretItem {
+        let items = vec![Request {
             item: "i".into(),
             vault: None,
-            fields: BTreeMap::from([("l".to_string(), "E".to_string())]),
+            fields: vec![("l".to_string(), vec!["E".to_string()])],
         }];
         if which_op() {
             return;

@@ -2,6 +2,7 @@
 //! the domain modules, and print; the printing helpers they share live here.
 
 pub mod completions;
+pub mod config;
 pub mod doctor;
 pub mod down;
 pub mod env;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::docker::DockerError;
+use crate::envvars::ComposeChoice;
 use crate::process::Cmd;
 
 /// Which compose CLI this machine has.
@@ -36,24 +37,38 @@ pub enum ComposeError {
         "Docker Compose is not installed (neither `docker compose` nor `docker-compose` works)"
     )]
     Missing,
+    #[error("{0}")]
+    Chosen(String),
     #[error(transparent)]
     Docker(#[from] DockerError),
 }
 
-/// Detect once per process: v2 if `docker compose version` works, else v1.
+/// Detect once per process, as `KINFRA_COMPOSE` says: `v2` (`docker compose`), `v1`
+/// (`docker-compose`), or `auto` (the default: v2 if it works, else v1).
 pub fn detect() -> Result<Flavor, ComposeError> {
-    static FLAVOR: OnceLock<Option<Flavor>> = OnceLock::new();
-    let flavor = *FLAVOR.get_or_init(|| {
+    static FLAVOR: OnceLock<Result<Flavor, String>> = OnceLock::new();
+    let flavor = FLAVOR.get_or_init(|| {
+        let choice = crate::envvars::compose_choice().map_err(|e| e.to_string())?;
         let works = |cmd: Cmd| cmd.output().map(|o| o.success()).unwrap_or(false);
-        if works(Cmd::new("docker").args(["compose", "version"])) {
-            Some(Flavor::V2)
-        } else if works(Cmd::new("docker-compose").arg("version")) {
-            Some(Flavor::V1)
-        } else {
-            None
-        }
+        let v2 = || works(Cmd::new("docker").args(["compose", "version"]));
+        let v1 = || works(Cmd::new("docker-compose").arg("version"));
+        let found = match choice {
+            ComposeChoice::V2 => v2().then_some(Flavor::V2),
+            ComposeChoice::V1 => v1().then_some(Flavor::V1),
+            ComposeChoice::Auto if v2() => Some(Flavor::V2),
+            ComposeChoice::Auto => v1().then_some(Flavor::V1),
+        };
+        found.ok_or_else(|| match choice {
+            ComposeChoice::V2 => "KINFRA_COMPOSE=v2, but `docker compose` does not work".into(),
+            ComposeChoice::V1 => "KINFRA_COMPOSE=v1, but `docker-compose` does not work".into(),
+            ComposeChoice::Auto => String::new(),
+        })
     });
-    let flavor = flavor.ok_or(ComposeError::Missing)?;
+    let flavor = match flavor {
+        Ok(f) => *f,
+        Err(why) if why.is_empty() => return Err(ComposeError::Missing),
+        Err(why) => return Err(ComposeError::Chosen(why.clone())),
+    };
     crate::output::verbose(&format!("using {}", flavor.describe()));
     Ok(flavor)
 }
@@ -63,7 +78,8 @@ pub fn detect() -> Result<Flavor, ComposeError> {
 #[derive(Debug, Clone)]
 pub struct Project {
     pub name: String,
-    pub file: PathBuf,
+    /// The compose files, in `-f` order (absolute).
+    pub files: Vec<PathBuf>,
     pub profile: Option<String>,
     pub env: BTreeMap<String, String>,
 }
@@ -77,7 +93,9 @@ impl Project {
             Flavor::V1 => ("docker-compose".to_string(), Vec::new()),
         };
         args.extend(["-p".to_string(), self.name.clone()]);
-        args.extend(["-f".to_string(), self.file.display().to_string()]);
+        for file in &self.files {
+            args.extend(["-f".to_string(), file.display().to_string()]);
+        }
         if let Some(p) = &self.profile {
             args.extend(["--profile".to_string(), p.clone()]);
         }
@@ -87,7 +105,11 @@ impl Project {
 
     pub fn command(&self, flavor: Flavor, sub: &[&str]) -> Cmd {
         let (program, args) = self.argv(flavor, sub);
-        let dir = self.file.parent().unwrap_or_else(|| Path::new("/"));
+        let dir = self
+            .files
+            .first()
+            .and_then(|f| f.parent())
+            .unwrap_or_else(|| Path::new("/"));
         let mut cmd = Cmd::new(program).args(args).cwd(dir);
         for (k, v) in &self.env {
             cmd = cmd.env(k, v);
@@ -117,7 +139,7 @@ impl crate::error::Diagnostic for ComposeError {
     fn exit(&self) -> crate::error::Exit {
         match self {
             ComposeError::Docker(d) => crate::error::Diagnostic::exit(d),
-            ComposeError::Missing => crate::error::Exit::External,
+            ComposeError::Missing | ComposeError::Chosen(_) => crate::error::Exit::External,
         }
     }
 
@@ -127,6 +149,9 @@ impl crate::error::Diagnostic for ComposeError {
             ComposeError::Missing => {
                 Some("install the Compose plugin (`docker compose`) or `docker-compose`".into())
             }
+            ComposeError::Chosen(_) => Some(
+                "install that Compose, or set KINFRA_COMPOSE=auto to use whichever works".into(),
+            ),
         }
     }
 }
@@ -138,7 +163,7 @@ mod tests {
     fn project(profile: Option<&str>) -> Project {
         Project {
             name: "ktrdr--x".into(),
-            file: PathBuf::from("/w/ktrdr--x/docker-compose.yml"),
+            files: vec![PathBuf::from("/w/ktrdr--x/docker-compose.yml")],
             profile: profile.map(str::to_string),
             env: BTreeMap::new(),
         }
