@@ -304,18 +304,23 @@ pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpP
     let conflicts = slots::port_conflicts(&ports, Some(target.id()), &target.registry);
 
     let (missing_networks, missing_volumes, externals_unknown) = missing_externals(&stack);
-    let missing_binds = stack
-        .model
-        .active_services(&stack.profiles)
-        .flat_map(|s| {
-            s.mounts.iter().filter_map(move |m| match &m.kind {
-                MountKind::Bind { source } if !source.exists() => {
-                    Some((s.name.clone(), source.clone()))
+    // Each missing bind source once, with the services that mount it.
+    let mut missing_binds: Vec<(String, PathBuf)> = Vec::new();
+    for service in stack.model.active_services(&stack.profiles) {
+        for m in &service.mounts {
+            if let MountKind::Bind { source } = &m.kind
+                && !source.exists()
+            {
+                match missing_binds.iter_mut().find(|(_, p)| p == source) {
+                    Some((services, _)) => {
+                        services.push_str(", ");
+                        services.push_str(&service.name);
+                    }
+                    None => missing_binds.push((service.name.clone(), source.clone())),
                 }
-                _ => None,
-            })
-        })
-        .collect();
+            }
+        }
+    }
 
     let secrets = if opts.no_secrets {
         Vec::new()
@@ -541,9 +546,9 @@ impl UpPlan {
                 "    would refuse: external volume `{v}` does not exist"
             ));
         }
-        for (service, path) in &self.missing_binds {
+        for (services, path) in &self.missing_binds {
             lines.push(format!(
-                "  warning: `{service}` mounts `{}`, which does not exist",
+                "  warning: `{}` does not exist (mounted by {services})",
                 path.display()
             ));
         }
@@ -618,9 +623,9 @@ pub fn execute_up(
             "could not check the compose file's external networks and volumes: {why}"
         ));
     }
-    for (service, path) in &plan.missing_binds {
+    for (services, path) in &plan.missing_binds {
         reporter.warn(&format!(
-            "`{service}` mounts `{}`, which does not exist: compose will create an empty directory",
+            "`{}` does not exist (mounted by {services}): Docker will create it empty",
             path.display()
         ));
     }
@@ -664,6 +669,7 @@ pub fn execute_up(
         target.flavor.describe()
     ));
     target.compose_streamed(&plan.arg_refs(), reporter)?;
+    mark_started(config, target.id(), reporter);
     if !plan.wait {
         return Ok(UpOutcome {
             gate: None,
@@ -712,6 +718,29 @@ pub fn execute_up(
         },
     }
     .into())
+}
+
+/// Remember that `up` started the instance (so `list` can tell "never started" from
+/// "stopped"); only a note is lost if this fails.
+fn mark_started(config: &Config, id: &str, reporter: &dyn Reporter) {
+    let now = crate::timefmt::now_iso();
+    let res = crate::registry::update_with_state(
+        &config.registry_paths(),
+        reporter,
+        |reg, state| -> Result<(), crate::registry::RegistryError> {
+            if reg.contains(id) {
+                let mine = state.instance_mut(id);
+                mine.last_up = Some(now.clone());
+                mine.last_touched = Some(now.clone());
+                mine.stopped_by_reap = None;
+                mine.idle_since = None;
+            }
+            Ok(())
+        },
+    );
+    if let Err(e) = res {
+        reporter.verbose(&format!("could not record the start of `{id}`: {e}"));
+    }
 }
 
 /// Add keys to the instance's env file, keeping everything it holds.

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::instance::Kind;
 use crate::registry::{Entry, Registry, canonical};
+use crate::state::{InstanceState, State as Known};
 use crate::status::{self, Container, State};
 
 /// One row of `list --json` (and of the table).
@@ -23,7 +24,8 @@ pub struct ListRow {
     pub parent_repo: Option<String>,
     pub branch: Option<String>,
     pub api_port: Option<u16>,
-    /// `running`, `partial x/y`, `stopped`, `missing`, `unknown`.
+    /// `running`, `partial x/y`, `stopped`, `never started`, `stopped (idle)`,
+    /// `missing`, `unknown`.
     pub status: String,
     /// The directory is gone.
     pub stale: bool,
@@ -42,7 +44,7 @@ pub struct ListReport {
 }
 
 /// Every registered instance, sorted by slot (local-prod's 0 first).
-pub fn list(config: &Config, registry: &Registry, cwd: &Path) -> ListReport {
+pub fn list(config: &Config, registry: &Registry, state: &Known, cwd: &Path) -> ListReport {
     // One Docker call for every instance.
     let (live, docker_error) = if registry.all().next().is_some() {
         match status::all_containers() {
@@ -64,7 +66,14 @@ pub fn list(config: &Config, registry: &Registry, cwd: &Path) -> ListReport {
                     .map(Vec::as_slice)
                     .unwrap_or_default()
             });
-            row(config, entry, kind, containers, &here)
+            row(
+                config,
+                entry,
+                kind,
+                containers,
+                state.instance(&entry.instance_id),
+                &here,
+            )
         })
         .collect();
     instances.sort_by(|a, b| a.slot.cmp(&b.slot).then(a.instance_id.cmp(&b.instance_id)));
@@ -80,6 +89,7 @@ fn row(
     entry: &Entry,
     kind: Kind,
     containers: Option<&[Container]>,
+    known: Option<&InstanceState>,
     here: &Path,
 ) -> ListRow {
     let path = entry.path();
@@ -109,7 +119,12 @@ fn row(
         parent_repo: entry.parent_repo.clone(),
         branch: exists.then(|| branch_of(path)).flatten(),
         api_port,
-        status: state.label(),
+        status: match (&state, known) {
+            // kinfra created it and no `up` ever started it.
+            (State::Stopped, Some(k)) if k.last_up.is_none() => "never started".into(),
+            (State::Stopped, Some(k)) if k.stopped_by_reap.is_some() => "stopped (idle)".into(),
+            _ => state.label(),
+        },
         stale: !exists,
         current: exists && here.starts_with(canonical(path)),
     }

@@ -474,6 +474,8 @@ pub struct Created {
     pub id: String,
     pub path: PathBuf,
     pub slot: u32,
+    /// The port keys the compose file publishes (`None`: no compose file yet).
+    pub published: Option<Vec<String>>,
     pub skipped: Vec<(u32, Vec<slots::PortConflict>)>,
 }
 
@@ -492,10 +494,10 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
         ));
     }
     let mut made: Option<Made> = None;
-    let result = registry::update(
-        &config.registry_path,
-        &config.registry_lock_path(),
-        |reg| -> Result<Created> {
+    let result = registry::update_with_state(
+        &config.registry_paths(),
+        reporter,
+        |reg, state| -> Result<Created> {
             recheck_under_lock(config, plan, reg)?;
             let stack = plan.stack.as_ref();
             let choice = match plan.kind {
@@ -596,10 +598,30 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
                 Kind::Sandbox => reg.insert_sandbox(entry),
                 Kind::LocalProd => reg.local_prod = Some(entry),
             }
+            // What kinfra must remember beyond ktrdr's six fields.
+            let mine = state.instance_mut(&plan.id);
+            *mine = crate::state::InstanceState {
+                name: plan.name.clone(),
+                created_branch: match &plan.checkout {
+                    Checkout::Worktree {
+                        branch: BranchPlan::New { branch, start },
+                        ..
+                    } if !plan.resume => Some(crate::state::CreatedBranch {
+                        name: branch.clone(),
+                        start_commit: start.clone(),
+                        ..Default::default()
+                    }),
+                    _ => None,
+                },
+                last_touched: Some(timefmt::now_iso()),
+                ports: auto.iter().cloned().collect(),
+                ..Default::default()
+            };
             Ok(Created {
                 id: plan.id.clone(),
                 path: plan.path.clone(),
                 slot: choice.slot,
+                published: stack.map(|st| st.port_vars().into_iter().map(|v| v.name).collect()),
                 skipped: choice.skipped,
             })
         },
@@ -609,7 +631,40 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
     {
         undo(made, reporter);
     }
-    result
+    let created = result?.value;
+    record_project(config, plan, reporter);
+    Ok(created)
+}
+
+/// Add the project to the per-user index (so commands by name and `list --all` find
+/// it). Losing this only costs discoverability: a failure is a warning.
+fn record_project(config: &Config, plan: &Plan, reporter: &dyn Reporter) {
+    let main = match &plan.checkout {
+        Checkout::Worktree { main, .. }
+        | Checkout::Clone { main, .. }
+        | Checkout::Existing { main, .. } => main.clone(),
+    };
+    let ports_base = (config.base == crate::config::Base::Compose)
+        .then(|| u16::try_from(config.auto_ports.base).ok())
+        .flatten();
+    let project = crate::index::Project {
+        name: config.project_name.clone(),
+        registry: config.registry_path.clone(),
+        state_dir: config.state_dir.clone(),
+        main_repos: vec![main],
+        config: match &config.source {
+            crate::config::Source::File { path, .. } => Some(path.clone()),
+            _ => None,
+        },
+        last_used: timefmt::now_iso(),
+        ports_base,
+        other: Default::default(),
+    };
+    if let Err(e) = crate::index::record(project, reporter) {
+        reporter.warn(&format!(
+            "could not record the project in kinfra's index: {e}"
+        ));
+    }
 }
 
 /// What this command made, so a failure can take it back.

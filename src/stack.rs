@@ -134,6 +134,18 @@ impl Stack {
         })
     }
 
+    /// The compose file of the checkout at `root` (defaults only), read with the
+    /// sandbox profiles and with local-prod's; `None` without a compose file.
+    pub fn of_checkout(config: &Config, root: &Path) -> Result<Option<(Stack, Stack)>, StackError> {
+        let Some(file) = crate::compose::find_file(root, &config.compose_files) else {
+            return Ok(None);
+        };
+        let files = [file];
+        let sandbox = Stack::load(&files, &|_| None, Vec::new())?;
+        let prod = Stack::load(&files, &|_| None, vec![config.local_prod_profile.clone()])?;
+        Ok(Some((sandbox, prod)))
+    }
+
     /// Whether the files read `var`.
     pub fn reads(&self, var: &str) -> bool {
         self.reads.contains(var)

@@ -98,6 +98,9 @@ pub struct InstanceState {
     /// When a kinfra command last acted on it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_touched: Option<String>,
+    /// When `up` last started it (never started: `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_up: Option<String>,
     /// Ports kinfra assigned automatically, by config key.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, u16>,

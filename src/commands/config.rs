@@ -74,19 +74,8 @@ pub fn run(ctx: &Ctx, cmd: &ConfigCommand) -> Result<u8> {
     }
 }
 
-/// The compose file of this checkout, read with sandbox and with local-prod profiles.
 fn stacks(ctx: &Ctx) -> Result<Option<(Stack, Stack)>> {
-    let config = &ctx.config;
-    let Some(repo) = &ctx.repo else {
-        return Ok(None);
-    };
-    let Some(file) = crate::compose::find_file(&repo.toplevel, &config.compose_files) else {
-        return Ok(None);
-    };
-    let files = [file];
-    let sandbox = Stack::load(&files, &|_| None, Vec::new())?;
-    let prod = Stack::load(&files, &|_| None, vec![config.local_prod_profile.clone()])?;
-    Ok(Some((sandbox, prod)))
+    super::ports::compose_stacks(ctx)
 }
 
 fn show(ctx: &Ctx, args: &ShowArgs) -> Result<u8> {

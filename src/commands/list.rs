@@ -18,8 +18,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
-    let registry = ctx.registry()?;
-    let report = listing::list(&ctx.config, &registry, &ctx.cwd);
+    let (registry, state) = crate::registry::load_with_state(&ctx.config.registry_paths())?;
+    let report = listing::list(&ctx.config, &registry, &state, &ctx.cwd);
     if let Some(e) = &report.docker_error {
         output::warn(&format!("Docker did not answer ({e}); status is unknown"));
     }

@@ -46,7 +46,11 @@ pub fn print_created(config: &Config, what: &str, created: &Created) {
     output::done(&format!("{what} `{}`", created.id));
     output::note(&format!("  {:<12}{}", "Location:", created.path.display()));
     output::note(&format!("  {:<12}{}", "Slot:", created.slot));
-    if let Ok(ports) = config.ports.for_slot(created.slot) {
+    if let Ok(mut ports) = config.ports.for_slot(created.slot) {
+        // Only what the compose file publishes is worth a URL.
+        if let Some(published) = &created.published {
+            ports.retain(|p| published.contains(&p.key));
+        }
         for (label, url) in crate::layout::urls(config, &ports) {
             output::note(&format!("  {:<12}{url}", format!("{label}:")));
         }

@@ -12,7 +12,10 @@ use crate::output;
 #[command(after_help = "Examples:
   kinfra ports            # every slot, one column each
   kinfra ports 3          # slot 3's ports
-  kinfra ports --json")]
+  kinfra ports --json
+
+In a checkout with a compose file, its port variables the layout does not assign are
+shown with their automatic ports.")]
 pub struct Args {
     /// Only this slot (0 = local-prod).
     pub slot: Option<u32>,
@@ -62,15 +65,30 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         Some(s) => vec![s],
         None => (0..=config.slot_count).collect(),
     };
+    // With a compose file here, its port variables the layout does not assign get
+    // their automatic ports too.
+    let stacks = compose_stacks(ctx)?;
     let mut per_slot = Vec::new();
     for s in &slots {
-        per_slot.push((
-            *s,
-            config
-                .ports
-                .for_slot(*s)
-                .map_err(crate::config::ConfigError::from)?,
-        ));
+        let mut ports = config
+            .ports
+            .for_slot(*s)
+            .map_err(crate::config::ConfigError::from)?;
+        if let Some((sandbox, prod)) = &stacks {
+            let st = if *s == 0 { prod } else { sandbox };
+            let auto = crate::stack::assign_auto_ports(
+                config,
+                *s,
+                &st.port_vars(),
+                &std::collections::BTreeMap::new(),
+            )?;
+            ports.extend(auto.into_iter().map(|(key, port)| crate::ports::SlotPort {
+                group: key.clone(),
+                key,
+                port,
+            }));
+        }
+        per_slot.push((*s, ports));
     }
     if args.json {
         super::print_json(&PortsReport {
@@ -98,7 +116,15 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let mut header = vec!["KEY".to_string()];
     header.extend(per_slot.iter().map(|(s, _)| s.to_string()));
     let mut rows = Vec::new();
-    for (group, _) in &config.ports.specs {
+    let mut groups: Vec<String> = config.ports.specs.iter().map(|(k, _)| k.clone()).collect();
+    for (_, ports) in &per_slot {
+        for p in ports {
+            if !groups.contains(&p.group) {
+                groups.push(p.group.clone());
+            }
+        }
+    }
+    for group in &groups {
         let mut row = vec![group.clone()];
         for (_, ports) in &per_slot {
             let mine: Vec<u16> = ports
@@ -117,4 +143,15 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     output::data(&output::table(&header, &rows));
     Ok(0)
+}
+
+/// The compose file of the checkout around the current directory, if any.
+pub fn compose_stacks(ctx: &Ctx) -> Result<Option<(crate::stack::Stack, crate::stack::Stack)>> {
+    match &ctx.repo {
+        Some(repo) => Ok(crate::stack::Stack::of_checkout(
+            &ctx.config,
+            &repo.toplevel,
+        )?),
+        None => Ok(None),
+    }
 }

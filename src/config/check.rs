@@ -25,6 +25,8 @@ pub enum Finding {
     DuplicatePort { message: String },
     /// A gate check names a service the compose file does not have.
     MissingService { check: String, service: String },
+    /// A built-in gate check whose service the compose file does not have: dropped.
+    DroppedCheck { check: String, service: String },
     /// A gate check probes a key neither the layout nor the compose file has.
     UnknownCheckPort { check: String, key: String },
     /// A layout port key no service publishes (kept in the env file, never checked).
@@ -38,7 +40,9 @@ impl Finding {
     pub fn is_error(&self) -> bool {
         !matches!(
             self,
-            Finding::UnusedKey { .. } | Finding::AutomaticPort { .. }
+            Finding::UnusedKey { .. }
+                | Finding::AutomaticPort { .. }
+                | Finding::DroppedCheck { .. }
         )
     }
 
@@ -57,6 +61,9 @@ impl Finding {
                     "gate check `{check}` needs service `{service}`, which the compose file does not have"
                 )
             }
+            Finding::DroppedCheck { check, service } => format!(
+                "built-in gate check `{check}` is skipped: the compose file has no service `{service}`"
+            ),
             Finding::UnknownCheckPort { check, key } => format!(
                 "gate check `{check}` probes `{key}`, which neither the layout nor the compose file assigns"
             ),
@@ -120,9 +127,11 @@ pub fn check(config: &Config, sandbox: &Stack, prod: &Stack) -> Vec<Finding> {
         if let Some(service) = &spec.service
             && !sandbox.model.services.contains_key(service)
         {
-            out.push(Finding::MissingService {
-                check: spec.name.clone(),
-                service: service.clone(),
+            let (check, service) = (spec.name.clone(), service.clone());
+            out.push(if config.gate_checks_builtin {
+                Finding::DroppedCheck { check, service }
+            } else {
+                Finding::MissingService { check, service }
             });
         } else if !known.contains(&spec.port) {
             out.push(Finding::UnknownCheckPort {
@@ -175,9 +184,13 @@ mod tests {
             .filter(|f| f.is_error())
             .map(Finding::message)
             .collect();
+        assert!(errors.is_empty(), "{errors:?}");
         // The built-in Observability check names `jaeger`, gone from today's file.
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("jaeger"), "{errors:?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| matches!(f, Finding::DroppedCheck { service, .. } if service == "jaeger"))
+        );
         assert!(
             found
                 .iter()
@@ -186,6 +199,19 @@ mod tests {
         assert!(found.iter().any(
             |f| matches!(f, Finding::AutomaticPort { key, .. } if key == "KTRDR_DESIGN_AGENT_PORT")
         ));
+    }
+
+    #[test]
+    fn a_configured_check_for_a_missing_service_is_an_error() {
+        let text = include_str!("../../tests/fixtures/compose/ktrdr-today.yml");
+        let mut config = Config::builtin();
+        config.gate_checks_builtin = false;
+        let found = check(&config, &stack(text, &[]), &stack(text, &["local-prod"]));
+        assert!(
+            found
+                .iter()
+                .any(|f| f.is_error() && matches!(f, Finding::MissingService { .. }))
+        );
     }
 
     #[test]
