@@ -46,6 +46,9 @@ pub enum Command {
     Config(commands::config::ConfigCommand),
     /// Compare registry, directories, env files, git and Docker; repair what is safe.
     Doctor(commands::doctor::Args),
+    /// The work `destroy --rescue` kept: list it, put it back, prune it.
+    #[command(subcommand)]
+    Rescue(commands::rescue::RescueCommand),
     /// Show the port map.
     Ports(commands::ports::Args),
     /// Print this instance's environment, shell-sourceable.
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Config(c) => commands::config::run(&ctx, &c),
         Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),
+        Command::Rescue(c) => commands::rescue::run(&ctx, &c),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Completions(_) => Ok(0),

@@ -10,11 +10,11 @@ use crate::config::Config;
 use crate::docker::{self, ProjectResources};
 use crate::envfile::EnvFile;
 use crate::error::{Diagnostic, Exit, Result};
-use crate::git::{self, Rescue};
+use crate::git;
 use crate::instance::Kind;
 use crate::registry::{self, Entry, canonical};
 use crate::report::Reporter;
-use crate::timefmt;
+use crate::rescue::{self, KinfraFile, RescueRecord, UnsavedWork, WorkOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DestroyError {
@@ -28,8 +28,8 @@ pub enum DestroyError {
         why: String,
         id: String,
     },
-    #[error("`{}` has uncommitted changes: {}{}", .path.display(), .files.iter().take(5).cloned().collect::<Vec<_>>().join(", "), more(.files.len()))]
-    Dirty { path: PathBuf, files: Vec<String> },
+    #[error("`{}` has work that would be lost: {}{}", .path.display(), .items.iter().take(5).cloned().collect::<Vec<_>>().join("; "), more(.items.len()))]
+    Dirty { path: PathBuf, items: Vec<String> },
     #[error("cannot confirm that `{id}`'s containers are stopped: {reason}")]
     StopUnconfirmed { id: String, reason: String },
     #[error("cannot remove `{}`: {source}", .path.display())]
@@ -79,7 +79,7 @@ impl Diagnostic for DestroyError {
             DestroyError::NotDeletable { id, .. } => format!(
                 "pass --keep-worktree to unregister `{id}` and leave the directory alone"
             ),
-            DestroyError::Dirty { .. } => "commit or stash them; or --rescue (saves them as a rescue commit first, then destroys); or --keep-worktree".into(),
+            DestroyError::Dirty { .. } => "commit or stash it; or --rescue (keeps all of it as a rescue, then destroys; `kinfra rescue restore` puts it back); or --keep-worktree".into(),
             DestroyError::StopUnconfirmed { .. } => "nothing was changed; start Docker and retry, or pass --force to destroy without confirming the stop".into(),
             DestroyError::NoTerminal { .. } => "pass --yes to confirm (refusals still apply), or --dry-run to see the plan".into(),
             DestroyError::NoSuchSandbox {
@@ -126,8 +126,8 @@ pub struct Plan {
     /// What Docker holds for the project, or why that could not be found out.
     pub docker: std::result::Result<ProjectResources, String>,
     pub compose: Option<Project>,
-    /// Uncommitted or untracked files that deleting the worktree would lose.
-    pub dirty: Vec<String>,
+    /// What deleting the worktree would lose (`None` when no worktree is deleted).
+    pub work: Option<UnsavedWork>,
 }
 
 /// Work out the plan for `entry`. Refuses (before anything changes) to delete anything
@@ -150,12 +150,9 @@ pub fn plan(config: &Config, entry: &Entry, kind: Kind, keep_worktree: bool) -> 
         }
         Removal::Worktree { main }
     };
-    let dirty = match (&removal, exists) {
-        (Removal::Worktree { .. }, true) => git::uncommitted(&path)?
-            .into_iter()
-            .filter(|f| f != &config.env_file)
-            .collect(),
-        _ => Vec::new(),
+    let work = match (&removal, exists) {
+        (Removal::Worktree { .. }, true) => Some(unsaved_work(config, &path)?),
+        _ => None,
     };
     let compose = compose::find_file(&path, &config.compose_files).map(|file| Project {
         name: entry.instance_id.clone(),
@@ -175,8 +172,52 @@ pub fn plan(config: &Config, entry: &Entry, kind: Kind, keep_worktree: bool) -> 
         env_file,
         docker,
         compose,
-        dirty,
+        work,
     })
+}
+
+/// What removing the worktree at `path` would lose, with kinfra's own unchanged files
+/// (the env file, unchanged `copy_files` copies) and the disposable ignored paths left
+/// out.
+pub fn unsaved_work(config: &Config, path: &Path) -> Result<UnsavedWork> {
+    let mut kinfra_files = Vec::new();
+    if let Some(content) = env_file_as_written(config, path) {
+        kinfra_files.push(KinfraFile {
+            path: config.env_file.clone(),
+            content,
+        });
+    }
+    for f in &config.copy_files {
+        if let Ok(content) = std::fs::read(path.join(&f.from)) {
+            kinfra_files.push(KinfraFile {
+                path: f.to.clone(),
+                content,
+            });
+        }
+    }
+    let opts = WorkOptions {
+        kinfra_files,
+        disposable: config.disposable.clone(),
+    };
+    Ok(rescue::unsaved_work(path, &opts)?)
+}
+
+/// The env file's bytes as kinfra would write its keys now: equal to the file on disk
+/// unless someone added a key, a comment or a blank line of their own.
+fn env_file_as_written(config: &Config, root: &Path) -> Option<Vec<u8>> {
+    let env = EnvFile::load(&root.join(&config.env_file)).ok()?;
+    let layout = config.layout_keys();
+    let ours = |k: &str, v: &str| {
+        layout.iter().any(|l| l == k)
+            || crate::config::RESERVED_KEYS.contains(&k)
+            || v.parse::<u16>().is_ok()
+    };
+    let vars: std::collections::BTreeMap<String, String> = env
+        .to_map()
+        .into_iter()
+        .filter(|(k, v)| ours(k, v))
+        .collect();
+    Some(crate::envfile::render(&vars).into_bytes())
 }
 
 /// The directory must be a real (non-symlink) directory that `git worktree list` of the
@@ -256,12 +297,17 @@ impl Plan {
             }
             Err(e) => lines.push(format!("  docker: cannot tell what is running ({e})")),
         }
-        if !self.dirty.is_empty() {
-            lines.push(format!(
-                "  save {} uncommitted file(s) as a rescue commit under refs/kinfra/rescue/{}/",
-                self.dirty.len(),
-                self.entry.instance_id
-            ));
+        if let Some(work) = &self.work {
+            let items = work.describe();
+            if !work.is_clean() {
+                lines.push(format!(
+                    "  unsaved work (refused without --rescue; with it, kept under refs/kinfra/rescue/{}/ and the rescue directory):",
+                    self.entry.instance_id
+                ));
+            }
+            for item in items {
+                lines.push(format!("    {item}"));
+            }
         }
         match (&self.removal, self.exists) {
             (Removal::Worktree { main }, true) => lines.push(format!(
@@ -283,19 +329,28 @@ impl Plan {
         lines
     }
 
-    /// The refusal for uncommitted work (SPEC 6.5), if any.
+    /// The refusal for unsaved work (SPEC 6.5), if any.
     pub fn dirty_refusal(&self) -> Option<DestroyError> {
-        (!self.dirty.is_empty()).then(|| DestroyError::Dirty {
-            path: self.path.clone(),
-            files: self.dirty.clone(),
-        })
+        let work = self.work.as_ref()?;
+        (!work.is_clean()).then(|| unsaved_error(&self.path, work))
     }
 }
 
 /// What destroy did that the user must know about.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub rescue: Option<Rescue>,
+    pub rescue: Option<RescueRecord>,
+}
+
+fn unsaved_error(path: &Path, work: &UnsavedWork) -> DestroyError {
+    DestroyError::Dirty {
+        path: path.to_owned(),
+        items: work
+            .describe()
+            .into_iter()
+            .filter(|l| !l.starts_with("ignored, disposable"))
+            .collect(),
+    }
 }
 
 /// Carry out `plan`. With `rescue`, uncommitted work does not stop it (the work is
@@ -318,30 +373,24 @@ pub fn execute(
         reporter.warn(&format!("{e}; continuing because of --force"));
     }
     crate::crashpoint::hit("destroy:after-stop");
-    // 2. Keep uncommitted work before the worktree goes. Looked at again now, after
-    //    the prompt and the stop, so nothing written meanwhile is lost.
+    // 2. Keep unsaved work before the worktree goes. Looked at again now, after the
+    //    prompt and the stop, so nothing written meanwhile is lost.
     let mut outcome = Outcome::default();
     if let (Removal::Worktree { main }, true) = (&plan.removal, plan.exists) {
-        let dirty: Vec<String> = git::uncommitted(&plan.path)?
-            .into_iter()
-            .filter(|f| f != &config.env_file)
-            .collect();
-        if !dirty.is_empty() {
+        let work = unsaved_work(config, &plan.path)?;
+        if !work.is_clean() {
             if !opts.rescue {
-                return Err(DestroyError::Dirty {
-                    path: plan.path.clone(),
-                    files: dirty,
-                }
-                .into());
+                return Err(unsaved_error(&plan.path, &work).into());
             }
-            let rescue = git::rescue(
+            let record = rescue::save(
                 main,
                 &plan.path,
                 &plan.entry.instance_id,
-                &timefmt::now_compact(),
-                &[config.env_file.as_str()],
+                &config.state_dir,
+                &work,
+                &rescue::Stamp::now(),
             )?;
-            outcome.rescue = Some(rescue);
+            outcome.rescue = Some(record);
             crate::crashpoint::hit("destroy:after-rescue");
         }
     }
@@ -413,12 +462,6 @@ fn stop_containers(plan: &Plan, reporter: &dyn Reporter) -> Result<(), DestroyEr
 }
 
 /// How to get rescued work back.
-pub fn restore_hint(main: &Path, path: &Path, rescue: &Rescue) -> String {
-    use crate::process::shell_quote;
-    format!(
-        "git -C {} worktree add {} {}",
-        shell_quote(&main.display().to_string()),
-        shell_quote(&path.display().to_string()),
-        rescue.refname
-    )
+pub fn restore_hint(rescue: &RescueRecord) -> String {
+    format!("kinfra rescue restore {}", rescue.name())
 }

@@ -13,6 +13,7 @@ pub mod local_prod_destroy;
 pub mod local_prod_init;
 pub mod logs;
 pub mod ports;
+pub mod rescue;
 pub mod sandbox_create;
 pub mod sandbox_destroy;
 pub mod sandbox_init;

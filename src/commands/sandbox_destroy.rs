@@ -114,15 +114,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         match destroy::execute(&ctx.config, plan, opts, &reporter) {
             Ok(outcome) => {
                 output::done(&format!("destroyed sandbox `{}`", plan.entry.instance_id));
-                if let (Some(rescue), Removal::Worktree { main }) = (&outcome.rescue, &plan.removal)
-                {
-                    output::note(&format!(
-                        "uncommitted work saved as `{}` ({})",
-                        rescue.refname, rescue.commit
-                    ));
+                if let Some(rescue) = &outcome.rescue {
+                    output::note(&format!("unsaved work kept as rescue `{}`", rescue.name()));
+                    if let Some(r) = &rescue.refname {
+                        output::note(&format!("  ref:       {r}"));
+                    }
+                    if let Some(d) = &rescue.dir {
+                        output::note(&format!("  directory: {}", d.display()));
+                    }
                     output::hint(&format!(
                         "restore it with: {}",
-                        destroy::restore_hint(main, &plan.path, rescue)
+                        destroy::restore_hint(rescue)
                     ));
                 }
                 if let Removal::Worktree { main } = &plan.removal

@@ -78,6 +78,7 @@ pub fn layout(
             env_file: Some(".env.sandbox".into()),
             compose_files: Some(vec![compose_file.to_string()]),
             copy_files: Some(Vec::new()),
+            disposable: None,
         }),
         slots: Some(SlotsLayer { count: Some(slots) }),
         local_prod: Some(LocalProdLayer {

@@ -263,6 +263,9 @@ pub struct InstanceLayer {
     pub compose_files: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy_files: Option<Vec<CopyFile>>,
+    /// Names of ignored paths `destroy` deletes without asking (caches, build output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposable: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -336,7 +339,7 @@ impl Layer {
             instance: overlay!(
                 self.instance,
                 over.instance,
-                [env_file, compose_files, copy_files]
+                [env_file, compose_files, copy_files, disposable]
             ),
             slots: overlay!(self.slots, over.slots, [count]),
             local_prod: overlay!(self.local_prod, over.local_prod, [dir, id, profile]),
@@ -411,6 +414,8 @@ pub struct Config {
     pub env_file: String,
     pub compose_files: Vec<String>,
     pub copy_files: Vec<CopyFile>,
+    /// Ignored paths (by name) `destroy` deletes without asking.
+    pub disposable: Vec<String>,
     pub slot_count: u32,
     pub local_prod_dir: String,
     pub local_prod_id: String,
@@ -668,6 +673,12 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
         env_file: required(instance.env_file, "instance.env_file", path)?,
         compose_files: required(instance.compose_files, "instance.compose_files", path)?,
         copy_files: instance.copy_files.unwrap_or_default(),
+        disposable: instance.disposable.unwrap_or_else(|| {
+            crate::rescue::DEFAULT_DISPOSABLE
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }),
         slot_count,
         local_prod_dir: required(local_prod.dir, "local_prod.dir", path)?,
         local_prod_id: required(local_prod.id, "local_prod.id", path)?,

@@ -80,8 +80,17 @@ impl Env {
 
     /// The environment every subprocess of a test gets.
     pub fn apply(&self, cmd: &mut Command) {
+        // kinfra's own directory first, so commands kinfra prints (`kinfra rescue
+        // restore …`) can be run by a shell as a user would.
+        let mut path = vec![kinfra_dir()];
+        path.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
         cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env(
+                "PATH",
+                std::env::join_paths(path).expect("PATH entries without `:`"),
+            )
             .env("HOME", &self.home)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -129,6 +138,12 @@ impl Env {
         run.assert_code(0);
         PathBuf::from(run.stdout.trim())
     }
+}
+
+/// The directory holding the `kinfra` binary under test.
+pub fn kinfra_dir() -> PathBuf {
+    let bin = assert_cmd::cargo::cargo_bin("kinfra");
+    bin.parent().expect("binary has a directory").to_owned()
 }
 
 /// A finished kinfra run.

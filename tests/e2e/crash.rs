@@ -28,6 +28,7 @@ const CRASH_POINTS: &[&str] = &[
     "destroy:after-stop",
     "destroy:after-rescue",
     "destroy:after-files",
+    "rescue:before-manifest",
     "write:instances.json:before-rename",
     "write:.env.sandbox:before-rename",
     // `write:<file>:before-rename` is one parameterised point (fsutil); the two files
@@ -741,6 +742,74 @@ fn sandbox_destroy_after_stop_is_finished_by_rerun() {
 }
 
 #[test]
+fn rescue_killed_before_its_manifest_loses_nothing_and_a_rerun_finishes() {
+    let env = Env::new();
+    let (id, path) = sandbox_want(&env, "x");
+    env.create_sandbox("x");
+    std::fs::write(path.join("work.txt"), "precious\n").unwrap();
+    // An ignored, precious file (like ktrdr's `.env`): moved into the rescue directory.
+    std::fs::write(path.join(".gitignore"), ".env.sandbox\n.env\n").unwrap();
+    std::fs::write(path.join(".env"), "SECRET=1\n").unwrap();
+    let (_, killed) = crash(
+        &env,
+        &env.main,
+        "rescue:before-manifest",
+        &["sandbox", "destroy", "x", "--force"],
+    );
+    // The worktree and its entry are still there; the moved file is in the rescue
+    // directory, never lost.
+    assert!(path.join("work.txt").is_file(), "{}", killed.stderr);
+    assert!(sandbox_ids(&registry(&env)).contains(&id));
+    let moved: Vec<PathBuf> = walk(&env.home.join(format!(".ktrdr/rescue/{id}")))
+        .into_iter()
+        .filter(|p| p.ends_with("files/.env"))
+        .collect();
+    let in_place = path.join(".env").is_file();
+    assert!(
+        in_place || moved.len() == 1,
+        "`.env` is neither in the worktree nor in the rescue directory"
+    );
+    // `rescue list` shows the cut-short rescue as incomplete.
+    let list = env.kinfra(&env.main, &["rescue", "list"]);
+    list.assert_code(0);
+    assert!(list.stdout.contains("incomplete"), "{}", list.stdout);
+
+    // The re-run rescues what is left and finishes.
+    env.kinfra(&env.main, &["sandbox", "destroy", "x", "--force"])
+        .assert_code(0);
+    assert!(!path.exists());
+    assert!(!sandbox_ids(&registry(&env)).contains(&id));
+    let found: Vec<PathBuf> = walk(&env.home.join(format!(".ktrdr/rescue/{id}")))
+        .into_iter()
+        .filter(|p| p.ends_with("files/.env"))
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "`.env` must survive in a rescue directory"
+    );
+    for f in found {
+        assert_eq!(std::fs::read_to_string(f).unwrap(), "SECRET=1\n");
+    }
+}
+
+/// Every file below `dir` (no symlinks followed).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk(&p)),
+            Ok(_) => out.push(p),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+#[test]
 fn sandbox_destroy_after_rescue_keeps_the_work_and_is_finished_by_rerun() {
     let env = Env::new();
     let (id, path) = sandbox_want(&env, "x");
@@ -769,7 +838,7 @@ fn sandbox_destroy_after_rescue_keeps_the_work_and_is_finished_by_rerun() {
     // Without --force the re-run still refuses uncommitted work and changes nothing.
     env.kinfra(&env.main, &["sandbox", "destroy", "x", "--yes"])
         .assert_code(exit::REFUSED)
-        .assert_stderr_contains("uncommitted");
+        .assert_stderr_contains("work that would be lost");
     assert!(path.join("work.txt").is_file());
     assert_eq!(rescue_refs(&env), after_crash);
 
@@ -779,11 +848,12 @@ fn sandbox_destroy_after_rescue_keeps_the_work_and_is_finished_by_rerun() {
     assert!(branch_exists(&env, &id), "the branch is kept");
     // Exactly one new rescue ref per completed rescue: the re-run rescued once more
     // (same second ⇒ same ref name and, for the same tree, the same commit).
-    let saved_again: Vec<&str> = run
+    let saved_again: Vec<String> = run
         .stderr
         .lines()
-        .filter_map(|l| l.strip_prefix("uncommitted work saved as `"))
+        .filter_map(|l| l.strip_prefix("unsaved work kept as rescue `"))
         .filter_map(|l| l.split('`').next())
+        .map(|name| format!("refs/kinfra/rescue/{name}"))
         .collect();
     assert_eq!(saved_again.len(), 1, "{}", run.stderr);
     let refs = rescue_refs(&env);

@@ -483,7 +483,8 @@ fn dirty_sandbox_is_refused_then_rescued_with_force() {
         .find_map(|l| l.split_once("restore it with: ").map(|(_, c)| c.trim()))
         .unwrap_or_else(|| panic!("no restore command in stderr:\n{}", run.stderr))
         .to_string();
-    assert!(restore.contains(&refs[0]), "restore: {restore}");
+    let rescue_name = refs[0].trim_start_matches("refs/kinfra/rescue/");
+    assert_eq!(restore, format!("kinfra rescue restore {rescue_name}"));
     let mut sh = Command::new("sh");
     env.apply(&mut sh);
     let out = sh
