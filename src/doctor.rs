@@ -26,8 +26,6 @@ pub enum Action {
     Register { entry: Entry },
     /// `git worktree prune`: forget worktrees whose directories are gone.
     PruneWorktrees { main: PathBuf },
-    /// Delete a rescue ref older than the age limit.
-    DeleteRef { main: PathBuf, refname: String },
     /// Remove a temp file a killed registry write left.
     RemoveFile { path: PathBuf },
     /// Move an unparsable registry aside and rebuild it from the env files on disk.
@@ -43,9 +41,43 @@ pub enum Fix {
     Command(String),
 }
 
+/// What doctor found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    CorruptRegistry,
+    NewerRegistry,
+    DockerUnreachable,
+    StaleEntry,
+    StaleLocalProd,
+    MissingEnvFile,
+    UnreadableEnvFile,
+    EnvFileDisagrees,
+    UnknownWorktree,
+    SlotOutOfRange,
+    SlotCollision,
+    UnregisteredDockerProject,
+    PrunableWorktrees,
+    UnregisteredWorktree,
+    UnregisteredLocalProd,
+    UnregisteredEnvFile,
+    LeftoverTempFile,
+    PartialRescue,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub subject: String,
     pub message: String,
     pub fix: Fix,
@@ -54,7 +86,7 @@ pub struct Finding {
 /// A finding as reported (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Reported {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub subject: String,
     pub message: String,
     pub fix: String,
@@ -67,10 +99,11 @@ pub struct Inputs {
     pub registry: Result<Registry, RegistryError>,
     /// `None` when Docker did not answer.
     pub containers: Option<Vec<Container>>,
+    /// Why Docker did not answer.
+    pub docker_error: Option<String>,
     pub volumes: Option<Vec<(String, String)>>,
     /// Main repositories to inspect (the current one and every `parent_repo`).
     pub mains: Vec<PathBuf>,
-    pub rescue_max_age_days: u64,
 }
 
 /// Containers and volumes Docker holds for one project (`None`: Docker did not answer).
@@ -110,7 +143,7 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
         Ok(r) => r,
         Err(e) => {
             out.push(Finding {
-                kind: "corrupt-registry",
+                kind: Kind::CorruptRegistry,
                 subject: config.registry_path.display().to_string(),
                 message: e.to_string(),
                 fix: Fix::Auto(Action::RebuildRegistry),
@@ -119,6 +152,45 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
         }
     };
     let docker_holds = |id: &str| held(inputs, id);
+    if let Some(why) = &inputs.docker_error {
+        out.push(Finding {
+            kind: Kind::DockerUnreachable,
+            subject: "docker".into(),
+            message: format!("could not check containers and volumes: {why}"),
+            fix: Fix::Command(
+                "start Docker (or check DOCKER_HOST), then run `kinfra doctor` again".into(),
+            ),
+        });
+    }
+    if registry.read_only() {
+        out.push(Finding {
+            kind: Kind::NewerRegistry,
+            subject: config.registry_path.display().to_string(),
+            message: format!(
+                "`{}` was written by a newer tool (version {}); kinfra reads it but changes nothing in it",
+                config.registry_path.display(),
+                registry.version
+            ),
+            fix: Fix::Command("upgrade kinfra".into()),
+        });
+    }
+    for r in crate::rescue::list(&config.state_dir, &inputs.mains) {
+        if r.is_partial() {
+            out.push(Finding {
+                kind: Kind::PartialRescue,
+                subject: r.name(),
+                message: format!(
+                    "rescue `{}` was cut short (no manifest); what it moved is kept in `{}`",
+                    r.name(),
+                    r.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+                ),
+                fix: Fix::Command(format!(
+                    "kinfra rescue list   (its files stay until you remove them; `kinfra rescue restore {}` if it has a ref)",
+                    r.name()
+                )),
+            });
+        }
+    }
 
     // Registered instances.
     let entries: Vec<(&Entry, bool)> = registry
@@ -137,7 +209,7 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
         by_slot.entry(e.slot).or_default().push(&e.instance_id);
         if !(1..=config.slot_count).contains(&e.slot) {
             out.push(Finding {
-                kind: "slot-out-of-range",
+                kind: Kind::SlotOutOfRange,
                 subject: e.instance_id.clone(),
                 message: format!(
                     "sandbox `{}` has slot {}, outside 1..={}",
@@ -149,7 +221,7 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
     }
     for (slot, ids) in by_slot.iter().filter(|(_, ids)| ids.len() > 1) {
         out.push(Finding {
-            kind: "slot-collision",
+            kind: Kind::SlotCollision,
             subject: ids.join(", "),
             message: format!("slot {slot} is held by {}", ids.join(" and ")),
             fix: Fix::Command(format!(
@@ -183,7 +255,7 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
                 cmds.push(format!("docker volume rm {}", vs.join(" ")));
             }
             out.push(Finding {
-                kind: "unregistered-docker-project",
+                kind: Kind::UnregisteredDockerProject,
                 subject: project.to_string(),
                 message: format!(
                     "Docker holds {} container(s) and {} volume(s) of `{project}`, which is not registered{}",
@@ -198,7 +270,7 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
 
     // Worktrees and rescue refs of the main repositories.
     for main in &inputs.mains {
-        examine_repo(config, registry, main, inputs.rescue_max_age_days, &mut out);
+        examine_repo(config, registry, main, &mut out);
     }
 
     // Temp files of a registry write that was killed before its rename.
@@ -243,9 +315,9 @@ fn examine_entry(
         };
         out.push(Finding {
             kind: if local_prod {
-                "stale-local-prod"
+                Kind::StaleLocalProd
             } else {
-                "stale-entry"
+                Kind::StaleEntry
             },
             subject: id.clone(),
             message: format!(
@@ -260,7 +332,7 @@ fn examine_entry(
     report_temp_files(&env_path, "env-file write", out);
     if !env_path.exists() {
         out.push(Finding {
-            kind: "missing-env-file",
+            kind: Kind::MissingEnvFile,
             subject: id.clone(),
             message: format!("`{}` is missing", env_path.display()),
             fix: Fix::Auto(Action::WriteEnv {
@@ -277,7 +349,7 @@ fn examine_entry(
         Ok(env) => env,
         Err(e) => {
             out.push(Finding {
-                kind: "unreadable-env-file",
+                kind: Kind::UnreadableEnvFile,
                 subject: id.clone(),
                 message: e.to_string(),
                 fix: Fix::Command(regenerate),
@@ -314,7 +386,7 @@ fn examine_entry(
     }
     if !problems.is_empty() {
         out.push(Finding {
-            kind: "env-file-disagrees",
+            kind: Kind::EnvFileDisagrees,
             subject: id.clone(),
             message: format!(
                 "`{}` disagrees with the registry: {}",
@@ -336,7 +408,7 @@ fn examine_entry(
             .unwrap_or(true);
         if !known {
             out.push(Finding {
-                kind: "unknown-worktree",
+                kind: Kind::UnknownWorktree,
                 subject: id.clone(),
                 message: format!(
                     "`{}` is registered as a worktree of `{}`, but git does not list it",
@@ -353,19 +425,13 @@ fn examine_entry(
     }
 }
 
-fn examine_repo(
-    config: &Config,
-    registry: &Registry,
-    main: &Path,
-    max_age_days: u64,
-    out: &mut Vec<Finding>,
-) {
+fn examine_repo(config: &Config, registry: &Registry, main: &Path, out: &mut Vec<Finding>) {
     let Ok(list) = git::worktree_list(main) else {
         return;
     };
     if list.iter().any(|w| w.prunable) {
         out.push(Finding {
-            kind: "prunable-worktrees",
+            kind: Kind::PrunableWorktrees,
             subject: main.display().to_string(),
             message: format!(
                 "`{}` lists worktrees whose directories are gone",
@@ -420,7 +486,7 @@ fn examine_repo(
             )),
         };
         out.push(Finding {
-            kind: "unregistered-worktree",
+            kind: Kind::UnregisteredWorktree,
             subject: name.clone(),
             message: format!(
                 "worktree `{}` looks like a sandbox but is not registered{}",
@@ -447,7 +513,7 @@ fn examine_repo(
     // still says it is local-prod is left over from an interrupted create or init.
     if registry.local_prod.is_none() && lp_env_names_it {
         out.push(Finding {
-            kind: "unregistered-local-prod",
+            kind: Kind::UnregisteredLocalProd,
             subject: lp_path.display().to_string(),
             message: format!("`{}` looks like local-prod but no local-prod is registered", lp_path.display()),
             fix: Fix::Command(format!(
@@ -456,36 +522,13 @@ fn examine_repo(
             )),
         });
     }
-    if let Ok(refs) = git::rescue_refs(main) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let limit = i64::try_from(max_age_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
-        for (refname, time) in refs {
-            let age_days = (now - time) / 86_400;
-            if now - time > limit {
-                out.push(Finding {
-                    kind: "old-rescue-ref",
-                    subject: refname.clone(),
-                    message: format!(
-                        "rescue ref `{refname}` in `{}` is {age_days} days old",
-                        main.display()
-                    ),
-                    fix: Fix::Auto(Action::DeleteRef {
-                        main: main.to_owned(),
-                        refname,
-                    }),
-                });
-            }
-        }
-    }
 }
 
 /// Temp files an atomic write of `target` left when it was killed before its rename.
 fn report_temp_files(target: &Path, what: &str, out: &mut Vec<Finding>) {
     for tmp in crate::fsutil::leftover_temp_files(target) {
         out.push(Finding {
-            kind: "leftover-temp-file",
+            kind: Kind::LeftoverTempFile,
             subject: tmp.display().to_string(),
             message: format!("`{}` is left from an interrupted {what}", tmp.display()),
             fix: Fix::Auto(Action::RemoveFile { path: tmp }),
@@ -509,7 +552,7 @@ fn report_stray_env_file(config: &Config, path: &Path, out: &mut Vec<Finding>) {
         "sandbox init"
     };
     out.push(Finding {
-        kind: "unregistered-env-file",
+        kind: Kind::UnregisteredEnvFile,
         subject: path.display().to_string(),
         message: format!("`{}` has an env file but is not registered", path.display()),
         fix: Fix::Command(format!(
@@ -585,14 +628,17 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
             git::worktree_prune(main).map_err(|e| e.to_string())?;
             Ok(format!("pruned worktrees of `{}`", main.display()))
         }
-        Action::DeleteRef { main, refname } => {
-            git::git(main)
-                .args(["update-ref", "-d", refname])
-                .run()
-                .map_err(|e| e.to_string())?;
-            Ok(format!("deleted `{refname}`"))
-        }
         Action::RemoveFile { path } => {
+            // Under the registry lock, and only when the writer is gone: a temp file of
+            // a write in progress is that writer's.
+            let _guard =
+                crate::registry::lock(&config.registry_lock_path()).map_err(|e| e.to_string())?;
+            if crate::fsutil::writer_alive(path) {
+                return Err(format!(
+                    "`{}` belongs to a kinfra command still running",
+                    path.display()
+                ));
+            }
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
             Ok(format!("removed `{}`", path.display()))
         }
@@ -600,8 +646,11 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
     }
 }
 
-/// Move the unparsable registry aside (kept as a backup) and rebuild it from the env
-/// files of the worktrees and local-prod next to the known main repositories.
+/// Rebuild an unparsable registry from the env files of the worktrees and local-prod
+/// of the known main repositories. Refused when an instance the corrupt file names
+/// cannot be found again (nothing is dropped). The new registry is written first, the
+/// old one copied to a backup, then the new one renamed into place: the registry is
+/// never missing, and a symlinked registry stays a symlink.
 fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String> {
     let _guard = crate::registry::lock(&config.registry_lock_path()).map_err(|e| e.to_string())?;
     let path = &config.registry_path;
@@ -614,6 +663,42 @@ fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String
                 .into(),
         );
     }
+    let old_text = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let reg = rediscover(config, mains);
+    let named = named_ids(&String::from_utf8_lossy(&old_text));
+    let lost: Vec<&String> = named.iter().filter(|id| !reg.contains(id)).collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "cannot rebuild without losing {} (not found on disk from here): fix `{}` by hand",
+            lost.iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display()
+        ));
+    }
+    let target = crate::registry::resolve_links(path).map_err(|e| e.to_string())?;
+    let mut backup = target.as_os_str().to_owned();
+    backup.push(format!(".corrupt-{}", timefmt::now_compact()));
+    let backup = PathBuf::from(backup);
+    std::fs::write(&backup, &old_text)
+        .map_err(|e| format!("cannot keep a backup at `{}`: {e}", backup.display()))?;
+    crate::registry::write_through_links(path, reg.to_json().as_bytes())
+        .map_err(|e| format!("cannot write the rebuilt registry: {e}"))?;
+    Ok(format!(
+        "rebuilt the registry with {} sandbox(es){} found on disk; the corrupt one is kept at `{}`",
+        reg.instances.len(),
+        if reg.local_prod.is_some() {
+            " and local-prod"
+        } else {
+            ""
+        },
+        backup.display()
+    ))
+}
+
+/// The registry the env files on disk describe.
+fn rediscover(config: &Config, mains: &[PathBuf]) -> Registry {
     let mut reg = Registry::default();
     for main in mains {
         let Ok(list) = git::worktree_list(main) else {
@@ -625,11 +710,11 @@ fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String
             };
             let (Some(id), Ok(slot)) = (
                 env.get("INSTANCE_ID"),
-                env.require_number("SLOT_NUMBER", 1..=config.slot_count),
+                env.require_number("SLOT_NUMBER", 0..=config.slot_count),
             ) else {
                 continue;
             };
-            if reg.sandbox(id).is_some() || reg.slot_holder(slot).is_some() {
+            if slot == 0 || reg.sandbox(id).is_some() || reg.slot_holder(slot).is_some() {
                 continue;
             }
             reg.instances.push(Entry {
@@ -656,21 +741,31 @@ fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String
             });
         }
     }
-    let mut backup = path.as_os_str().to_owned();
-    backup.push(format!(".corrupt-{}", timefmt::now_compact()));
-    let backup = PathBuf::from(backup);
-    std::fs::rename(path, &backup).map_err(|e| format!("cannot move the registry aside: {e}"))?;
-    crate::fsutil::write_atomically(path, reg.to_json().as_bytes()).map_err(|e| e.to_string())?;
-    Ok(format!(
-        "moved the corrupt registry to `{}` and rebuilt it with {} sandbox(es){} found on disk",
-        backup.display(),
-        reg.instances.len(),
-        if reg.local_prod.is_some() {
-            " and local-prod"
-        } else {
-            ""
+    reg
+}
+
+/// Instance ids a (possibly corrupt) registry text names: every `"instance_id": "…"`.
+pub fn named_ids(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("\"instance_id\"") {
+        rest = &rest[i + "\"instance_id\"".len()..];
+        let after = rest.trim_start();
+        let Some(after) = after.strip_prefix(':') else {
+            continue;
+        };
+        let after = after.trim_start();
+        let Some(after) = after.strip_prefix('"') else {
+            continue;
+        };
+        if let Some(end) = after.find('"') {
+            let id = after[..end].to_string();
+            if !id.is_empty() && !out.contains(&id) {
+                out.push(id);
+            }
         }
-    ))
+    }
+    out
 }
 
 impl Finding {
@@ -686,5 +781,18 @@ impl Finding {
             auto: matches!(self.fix, Fix::Auto(_)),
             fixed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_salvaged_from_a_corrupt_registry() {
+        let text = r#"{"version": 1, "instances": {"ktrdr--a": {"instance_id": "ktrdr--a", "slot": 1,
+            "path": "/w/a"}, "ktrdr--b": {"instance_id" :  "ktrdr--b", "sl"#;
+        assert_eq!(named_ids(text), vec!["ktrdr--a", "ktrdr--b"]);
+        assert!(named_ids("garbage").is_empty());
     }
 }

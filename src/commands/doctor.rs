@@ -18,9 +18,6 @@ pub struct Args {
     pub fix: bool,
     #[arg(long)]
     pub json: bool,
-    /// Rescue refs older than this many days are listed (and deleted with --fix).
-    #[arg(long, value_name = "DAYS", default_value_t = 30)]
-    pub rescue_days: u64,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -35,18 +32,24 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             }
         }
     }
-    let containers = status::all_containers();
-    if let Err(e) = &containers {
-        output::warn(&format!(
-            "Docker did not answer ({e}); container checks skipped"
-        ));
+    // Clones of the project elsewhere, as the index knows them.
+    if let Ok(index) = crate::index::load()
+        && let Some(p) = index.project(&config.project_name)
+    {
+        for m in &p.main_repos {
+            if m.is_dir() && !mains.contains(m) {
+                mains.push(m.clone());
+            }
+        }
     }
+    let containers = status::all_containers();
+    let docker_error = containers.as_ref().err().map(ToString::to_string);
     let inputs = Inputs {
         registry,
+        docker_error,
         containers: containers.ok(),
         volumes: crate::docker::all_project_volumes().ok(),
         mains: mains.clone(),
-        rescue_max_age_days: args.rescue_days,
     };
     let findings = doctor::examine(config, &inputs);
     let mut reported = Vec::new();

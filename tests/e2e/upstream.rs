@@ -508,7 +508,7 @@ fn worktree_without_env_file_is_reported() {
 /// which must not pile up unseen. doctor lists rescue refs older than `--rescue-days`
 /// and deletes them only with `--fix`.
 #[test]
-fn old_rescue_refs_are_listed_and_only_deleted_with_fix() {
+fn doctor_never_deletes_rescues_and_prune_is_explicit() {
     let env = Env::new();
     let name = uniq("rescue");
     let id = id_of(&name);
@@ -521,27 +521,35 @@ fn old_rescue_refs_are_listed_and_only_deleted_with_fix() {
     let rescue = refs[0].clone();
     assert!(rescue.starts_with(&format!("refs/kinfra/rescue/{id}/")));
 
-    // Young by the default limit (30 days): not reported.
-    assert_doctor_clean(&env, &env.main, &[&id]);
-
-    // Ages are whole seconds: make the ref older than 0 s.
+    // Ages are whole seconds: make the rescue older than 0 days' worth of seconds.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (run, report) = doctor(&env, &env.main, &["--rescue-days", "0"]);
-    run.assert_code(exit::FAILURE);
-    let old = finding(&report, "old-rescue-ref", &rescue);
-    assert_eq!(old["auto"], true, "{old}");
-    assert_eq!(rescue_refs(&env, &env.main), vec![rescue.as_str()]);
-    // --fix with the default limit leaves it too.
+    // doctor, even with --fix, never touches a rescue.
+    assert_doctor_clean(&env, &env.main, &[&id]);
     doctor(&env, &env.main, &["--fix"]);
     assert_eq!(rescue_refs(&env, &env.main), vec![rescue.as_str()]);
 
-    let (_, report) = doctor(&env, &env.main, &["--fix", "--rescue-days", "0"]);
-    assert_eq!(finding(&report, "old-rescue-ref", &rescue)["fixed"], true);
+    // `rescue list` shows it; `prune --dry-run` names it and deletes nothing.
+    let list = env.kinfra(&env.main, &["rescue", "list", "--json"]);
+    list.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(doc["rescues"].as_array().unwrap().len(), 1, "{doc:#}");
+    let run = env.kinfra(
+        &env.main,
+        &["rescue", "prune", "--older-than", "0", "--dry-run"],
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("would delete"), "{}", run.stdout);
+    assert_eq!(rescue_refs(&env, &env.main), vec![rescue.as_str()]);
+    // A younger limit keeps it.
+    env.kinfra(&env.main, &["rescue", "prune", "--older-than", "30"])
+        .assert_code(0);
+    assert_eq!(rescue_refs(&env, &env.main), vec![rescue.as_str()]);
+    // Explicitly, it goes; the branch stays.
+    env.kinfra(&env.main, &["rescue", "prune", "--older-than", "0"])
+        .assert_code(0);
     assert!(rescue_refs(&env, &env.main).is_empty());
     assert!(
         branch_exists(&env, &env.main, &id),
         "the branch must be kept"
     );
-    let (_, report) = doctor(&env, &env.main, &["--rescue-days", "0"]);
-    assert!(own_findings(&report, &[&id]).is_empty(), "{report:#}");
 }
