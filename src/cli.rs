@@ -105,6 +105,8 @@ pub enum LocalProdCommand {
 
 pub fn run(cli: Cli) -> Result<u8> {
     crate::output::set_verbose(cli.verbose);
+    // A bad value in kinfra's own environment variables is an error, never a default.
+    crate::envvars::check_all()?;
     if let Command::Completions(args) = &cli.command {
         return commands::completions::run(args);
     }

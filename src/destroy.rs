@@ -365,6 +365,13 @@ pub fn execute(
     if let (false, Some(refusal)) = (opts.rescue, plan.dirty_refusal()) {
         return Err(refusal.into());
     }
+    // No `up`, `down` or second `destroy` of this instance runs meanwhile.
+    let _lock = crate::lock::instance(
+        &config.state_dir,
+        &plan.entry.instance_id,
+        &format!("{} destroy", plan.kind.label()),
+        reporter,
+    )?;
     // 1. Containers first, before any file is touched.
     if let Err(e) = stop_containers(plan, reporter) {
         if !opts.force {

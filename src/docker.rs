@@ -1,15 +1,10 @@
 //! The Docker CLI: is the engine there, and what does it hold for a compose project
 //! (found by the `com.docker.compose.project` label, never by name guessing).
 
-use std::time::Duration;
-
-use crate::process::{Cmd, ProcessError};
+use crate::process::{Cmd, ProcessError, TimeoutKind};
 
 /// Label compose puts on every container, volume and network of a project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
-
-/// Docker answers quickly or not at all; a hung daemon must not hang kinfra.
-const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -44,7 +39,8 @@ fn first_line(s: &str) -> String {
 }
 
 pub fn docker() -> Cmd {
-    Cmd::new("docker").timeout(DOCKER_TIMEOUT)
+    // Docker answers quickly or not at all; a hung daemon must not hang kinfra.
+    Cmd::new("docker").timeout_kind(TimeoutKind::Read)
 }
 
 /// Fail with a one-line error when Docker is missing or its daemon is down.
@@ -150,6 +146,9 @@ impl crate::error::Diagnostic for DockerError {
     fn exit(&self) -> crate::error::Exit {
         match self {
             DockerError::Process(ProcessError::TimedOut { .. }) => crate::error::Exit::TimedOut,
+            DockerError::Process(ProcessError::Interrupted { .. }) => {
+                crate::error::Exit::Interrupted
+            }
             _ => crate::error::Exit::External,
         }
     }

@@ -37,7 +37,11 @@ const LOCATION_VARS: &[&str] = &[
 
 /// `git -C <dir> …` with the location variables cleared.
 pub fn git(dir: &Path) -> Cmd {
-    let mut cmd = Cmd::new("git").arg("-C").arg(dir);
+    // Queries answer in seconds; commands that write many files ask for longer.
+    let mut cmd = Cmd::new("git")
+        .arg("-C")
+        .arg(dir)
+        .timeout_kind(crate::process::TimeoutKind::Read);
     for var in LOCATION_VARS {
         cmd = cmd.env_remove(var);
     }
@@ -85,12 +89,31 @@ pub fn repo_info(dir: &Path) -> Result<Option<RepoInfo>, GitError> {
     if !out.success() {
         return Ok(None);
     }
-    parse_repo_info(&out.stdout)
-        .map(Some)
-        .ok_or_else(|| GitError::Unexpected {
-            command: cmd.display(),
-            output: out.stdout.trim().to_string(),
-        })
+    let unexpected = |why: &str| GitError::Unexpected {
+        command: cmd.display(),
+        output: format!("{why}: {}", out.stdout.trim().escape_debug()),
+    };
+    // A path holding a line break would shift the lines onto other paths (and make
+    // kinfra act on another repository): refuse it.
+    if out.stdout.trim_end_matches('\n').lines().count() != 3
+        || out.stdout.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(unexpected("a path with a control character"));
+    }
+    let mut info = parse_repo_info(&out.stdout).ok_or_else(|| unexpected("three paths"))?;
+    let here = crate::registry::canonical(dir);
+    if !here.starts_with(crate::registry::canonical(&info.toplevel)) {
+        return Err(unexpected("the top level does not contain the directory"));
+    }
+    // A repository whose git dir is not named `.git` (`--separate-git-dir`): its main
+    // checkout is the first one `git worktree list` names.
+    if info.is_linked_worktree
+        && info.main_root == info.toplevel
+        && let Some(first) = worktree_list(dir)?.into_iter().next()
+    {
+        info.main_root = first.path;
+    }
+    Ok(Some(info))
 }
 
 /// `origin`'s URL, if there is an origin.
@@ -181,7 +204,9 @@ pub enum BranchSource {
 
 /// `git worktree add` run from the main repository.
 pub fn worktree_add(main: &Path, path: &Path, source: &BranchSource) -> Result<(), GitError> {
-    let cmd = git(main).args(["worktree", "add", "--quiet"]);
+    let cmd = git(main)
+        .timeout_kind(crate::process::TimeoutKind::Git)
+        .args(["worktree", "add", "--quiet"]);
     let cmd = match source {
         BranchSource::Existing(branch) => cmd.arg("--").arg(path).arg(branch),
         BranchSource::New { branch, start } => {
@@ -240,7 +265,9 @@ pub fn clone(
     origin: Option<&str>,
 ) -> Result<(), GitError> {
     let parent = dest.parent().unwrap_or_else(|| Path::new("."));
-    let mut cmd = git(parent).args(["clone", "--quiet", "--no-local"]);
+    let mut cmd = git(parent)
+        .timeout_kind(crate::process::TimeoutKind::Git)
+        .args(["clone", "--quiet", "--no-local"]);
     if let Some(b) = branch {
         cmd = cmd.arg("--branch").arg(b);
     }
@@ -873,6 +900,7 @@ impl crate::error::Diagnostic for GitError {
     fn exit(&self) -> crate::error::Exit {
         match self {
             GitError::Process(ProcessError::TimedOut { .. }) => crate::error::Exit::TimedOut,
+            GitError::Process(ProcessError::Interrupted { .. }) => crate::error::Exit::Interrupted,
             GitError::Io { .. } | GitError::Read { .. } => crate::error::Exit::Failure,
             _ => crate::error::Exit::External,
         }

@@ -36,6 +36,7 @@ pub mod registry;
 pub mod report;
 pub mod rescue;
 pub mod secrets;
+pub mod shared;
 pub mod slots;
 pub mod slug;
 pub mod stack;
@@ -71,6 +72,10 @@ pub fn main_entry() -> ExitCode {
             output::error(&e.message);
             if let Some(hint) = &e.hint {
                 output::hint(hint);
+            }
+            // Whatever failed on the way out, Ctrl-C or SIGTERM is why.
+            if interrupt::requested() && e.exit != error::Exit::Interrupted {
+                return ExitCode::from(error::Exit::Interrupted.code());
             }
             ExitCode::from(e.code())
         }

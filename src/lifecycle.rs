@@ -15,6 +15,7 @@ use crate::error::{Diagnostic, Exit, Result};
 use crate::gate::{self, Check, CheckState, Probe};
 use crate::instance::{self, Instance, Kind};
 use crate::ports::SlotPort;
+use crate::process::ProcessError;
 use crate::registry::Registry;
 use crate::report::Reporter;
 use crate::secrets;
@@ -44,10 +45,14 @@ pub enum LifecycleError {
         networks: Vec<String>,
         volumes: Vec<String>,
     },
+    #[error("`{id}` would start on data an earlier instance of the same name left: volume(s) {}", .volumes.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))]
+    StaleVolumes { id: String, volumes: Vec<String> },
     #[error("gate check `{check}` probes `{key}`, which the env file does not hold")]
     CheckPort { check: String, key: String },
-    #[error("interrupted while waiting for `{id}`'s gate; its containers keep running")]
+    #[error("interrupted; `{id}` may be partly started or stopped")]
     Interrupted { id: String },
+    #[error("gave up on compose for `{id}`: {reason}")]
+    ComposeTimedOut { id: String, reason: String },
     #[error("`{id}` has no containers; it is not running")]
     NotRunning { id: String },
     #[error("service `{service}` is not running in `{id}` ({state})")]
@@ -79,7 +84,9 @@ impl Diagnostic for LifecycleError {
             LifecycleError::NoSuchService { .. } => Exit::NotFound,
             LifecycleError::MissingExternal { .. } => Exit::Refused,
             LifecycleError::CheckPort { .. } => Exit::Failure,
+            LifecycleError::StaleVolumes { .. } => Exit::Conflict,
             LifecycleError::Interrupted { .. } => Exit::Interrupted,
+            LifecycleError::ComposeTimedOut { .. } => Exit::TimedOut,
         }
     }
 
@@ -100,7 +107,13 @@ impl Diagnostic for LifecycleError {
                 .collect::<Vec<_>>()
                 .join(" && "),
             LifecycleError::CheckPort { .. } => "name a port key of the layout, or a port variable of the compose file".into(),
-            LifecycleError::Interrupted { .. } => "`status` shows where it stands; `down` stops it".into(),
+            LifecycleError::StaleVolumes { volumes, .. } => format!(
+                "if that data is no longer needed, remove it with `docker volume rm {}`",
+                volumes.join(" ")
+            ),
+            LifecycleError::Interrupted { .. } | LifecycleError::ComposeTimedOut { .. } => {
+                "`status` shows where it stands; `up` again finishes it, `down` stops it".into()
+            }
         })
     }
 }
@@ -179,16 +192,45 @@ impl Target {
         self.inst.id()
     }
 
+    /// Hold the instance's lock for the rest of the command: `up`, `down`, `destroy`
+    /// and `init` of one instance never run at the same time.
+    pub fn lock(
+        &self,
+        config: &Config,
+        command: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<crate::lock::InstanceLock> {
+        Ok(crate::lock::instance(
+            &config.state_dir,
+            self.id(),
+            command,
+            reporter,
+        )?)
+    }
+
     /// `compose <sub…>` with its progress on stderr; a failure names the command.
     pub fn compose_streamed(&self, sub: &[&str], reporter: &dyn Reporter) -> Result<()> {
-        let cmd = self.project.command(self.flavor, sub).stdout_to_stderr();
+        let cmd = self
+            .project
+            .command(self.flavor, sub)
+            .stdout_to_stderr()
+            .timeout_kind(crate::process::TimeoutKind::Compose);
         reporter.verbose(&cmd.display());
-        cmd.run_streamed().map_err(|e| {
-            LifecycleError::Compose {
+        cmd.run_streamed().map_err(|e| match e {
+            ProcessError::Interrupted { .. } => LifecycleError::Interrupted {
+                id: self.id().to_string(),
+            }
+            .into(),
+            ProcessError::TimedOut { .. } => LifecycleError::ComposeTimedOut {
+                id: self.id().to_string(),
+                reason: e.to_string(),
+            }
+            .into(),
+            e => LifecycleError::Compose {
                 command: format!("`compose {}`", sub.join(" ")),
                 reason: e.to_string(),
             }
-            .into()
+            .into(),
         })
     }
 
@@ -242,6 +284,9 @@ pub struct UpPlan {
     pub missing_volumes: Vec<String>,
     /// Why the external resources could not be checked (Docker did not answer).
     pub externals_unknown: Option<String>,
+    /// Volumes of this project created before the instance was: an earlier instance's
+    /// data (ktrdr's "database auth failures on slot reuse").
+    pub stale_volumes: Vec<String>,
     /// Bind-mount sources missing on disk (compose would create empty directories).
     pub missing_binds: Vec<(String, PathBuf)>,
     pub secrets: Vec<secrets::Request>,
@@ -304,6 +349,7 @@ pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpP
     let conflicts = slots::port_conflicts(&ports, Some(target.id()), &target.registry);
 
     let (missing_networks, missing_volumes, externals_unknown) = missing_externals(&stack);
+    let stale_volumes = stale_volumes(target);
     // Each missing bind source once, with the services that mount it.
     let mut missing_binds: Vec<(String, PathBuf)> = Vec::new();
     for service in stack.model.active_services(&stack.profiles) {
@@ -353,6 +399,7 @@ pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpP
         missing_networks,
         missing_volumes,
         externals_unknown,
+        stale_volumes,
         missing_binds,
         secrets,
         compose_args,
@@ -480,6 +527,34 @@ fn check_ports_not_shared(config: &Config, target: &Target, ports: &[SlotPort]) 
         }
     }
     Ok(())
+}
+
+/// Volumes labelled with this instance's project that are older than the instance:
+/// left by an earlier instance of the same id. (Docker unreachable: none known; compose
+/// will say so.)
+fn stale_volumes(target: &Target) -> Vec<String> {
+    let Some(created) = crate::timefmt::parse_iso(&target.inst.entry.created_at) else {
+        return Vec::new();
+    };
+    let Ok(engine) = crate::engine::Engine::connect() else {
+        return Vec::new();
+    };
+    let filters =
+        crate::engine::Filters::new().label_value(crate::docker::PROJECT_LABEL, target.id());
+    let Ok(volumes) = engine.volumes(&filters) else {
+        return Vec::new();
+    };
+    // A little slack for clocks: a volume is ours if made after the instance was.
+    let slack = jiff::SignedDuration::from_secs(5);
+    volumes
+        .into_iter()
+        .filter(|v| {
+            crate::timefmt::parse_iso(&v.created_at)
+                .and_then(|t| t.checked_add(slack).ok())
+                .is_some_and(|t| t < created)
+        })
+        .map(|v| v.name)
+        .collect()
 }
 
 /// External networks and volumes the compose file needs that the engine lacks.
@@ -615,6 +690,13 @@ pub fn execute_up(
         return Err(LifecycleError::MissingExternal {
             networks: plan.missing_networks.clone(),
             volumes: plan.missing_volumes.clone(),
+        }
+        .into());
+    }
+    if !plan.stale_volumes.is_empty() {
+        return Err(LifecycleError::StaleVolumes {
+            id: target.id().to_string(),
+            volumes: plan.stale_volumes.clone(),
         }
         .into());
     }

@@ -45,6 +45,8 @@ pub enum LockError {
     },
     #[error("instance id `{0}` cannot name a lock file")]
     BadId(String),
+    #[error("interrupted while waiting for `{}`", .0.display())]
+    Interrupted(PathBuf),
 }
 
 impl crate::error::Diagnostic for LockError {
@@ -54,6 +56,7 @@ impl crate::error::Diagnostic for LockError {
             LockError::Timeout { .. } | LockError::Held { .. } => Exit::Conflict,
             LockError::BadId(_) => Exit::Usage,
             LockError::Io { .. } => Exit::Failure,
+            LockError::Interrupted(_) => Exit::Interrupted,
         }
     }
 
@@ -299,6 +302,9 @@ fn acquire(
         let waited = started.elapsed();
         if waited >= timeout {
             return Ok(Err(waited));
+        }
+        if crate::interrupt::requested() {
+            return Err(LockError::Interrupted(path.to_owned()));
         }
         if !announced && waited >= ANNOUNCE_AFTER {
             announce();

@@ -493,6 +493,13 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
             plan.path.display()
         ));
     }
+    // No `up`, `down` or `destroy` of an instance of this id runs meanwhile.
+    let _lock = crate::lock::instance(
+        &config.state_dir,
+        &plan.id,
+        &format!("{} create", plan.kind.label()),
+        reporter,
+    )?;
     let mut made: Option<Made> = None;
     let result = registry::update_with_state(
         &config.registry_paths(),
@@ -1017,20 +1024,49 @@ fn cleanup_command(res: &docker::ProjectResources) -> String {
 }
 
 /// Copy the configured files (e.g. an example settings file) into a new checkout when
-/// the target is missing.
+/// the target is missing. The paths come from the repository's own config, so they are
+/// untrusted: a path with a symlink anywhere on it (which could lead out of the
+/// checkout) is skipped with a warning.
 pub fn copy_files(config: &Config, root: &Path, reporter: &dyn Reporter) {
     for f in &config.copy_files {
         let (from, to) = (root.join(&f.from), root.join(&f.to));
-        if from.is_file() && !to.exists() {
-            let copied = to
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::copy(&from, &to).map(|_| ()));
-            if let Err(e) = copied {
-                reporter.warn(&format!("could not copy `{}` to `{}`: {e}", f.from, f.to));
-            }
+        let from_ok = no_symlink_on_the_way(root, &f.from)
+            && std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file());
+        if !from_ok {
+            continue;
+        }
+        if std::fs::symlink_metadata(&to).is_ok() {
+            continue;
+        }
+        if !no_symlink_on_the_way(root, &f.to) {
+            reporter.warn(&format!(
+                "not copying `{}` to `{}`: a symlink is on the way",
+                f.from, f.to
+            ));
+            continue;
+        }
+        let copied = to
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::copy(&from, &to).map(|_| ()));
+        if let Err(e) = copied {
+            reporter.warn(&format!("could not copy `{}` to `{}`: {e}", f.from, f.to));
         }
     }
+}
+
+/// Whether no existing component of `root/rel` (below `root`) is a symlink.
+fn no_symlink_on_the_way(root: &Path, rel: &str) -> bool {
+    let mut at = root.to_owned();
+    for part in Path::new(rel).components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return false,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 /// Write the env file of an instance: the layout's keys and the automatic ports.

@@ -36,7 +36,9 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         ]);
         return Ok(0);
     }
-    lifecycle::down(&target, args.volumes, &output::Term::new())?;
+    let reporter = output::Term::new();
+    let _lock = target.lock(&ctx.config, &format!("{} down", kind.label()), &reporter)?;
+    lifecycle::down(&target, args.volumes, &reporter)?;
     output::done(&format!(
         "`{}` stopped{}",
         target.id(),

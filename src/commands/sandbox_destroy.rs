@@ -43,7 +43,28 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let registry = ctx.registry()?;
     let targets: Vec<Entry> = if args.all {
-        registry.instances.clone()
+        // Only this project's sandboxes: a registry can be shared by several clones
+        // (ktrdr's is per user), and --all must not reach into another one.
+        let main = canonical(&ctx.require_repo()?.main_root);
+        let (mine, others): (Vec<Entry>, Vec<Entry>) =
+            registry.instances.iter().cloned().partition(|e| {
+                e.parent_repo
+                    .as_deref()
+                    .is_some_and(|p| canonical(std::path::Path::new(p)) == main)
+                    || canonical(e.path()) == main
+            });
+        if !others.is_empty() {
+            output::note(&format!(
+                "leaving {} sandbox(es) of other checkouts alone: {}",
+                others.len(),
+                others
+                    .iter()
+                    .map(|e| format!("`{}`", e.instance_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        mine
     } else if let Some(name) = &args.name {
         vec![
             instance::lookup_sandbox(&ctx.config, &registry, name)

@@ -41,12 +41,16 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         timeout: args.timeout.map(Duration::from_secs),
         no_secrets: args.no_secrets,
     };
+    let reporter = output::Term::new();
+    let _lock = (!args.dry_run)
+        .then(|| target.lock(&ctx.config, &format!("{} up", kind.label()), &reporter))
+        .transpose()?;
     let plan = lifecycle::plan_up(&ctx.config, &target, &opts)?;
     if args.dry_run {
         super::print_lines(&plan.describe(&target));
         return Ok(0);
     }
-    let outcome = lifecycle::execute_up(&ctx.config, &mut target, &plan, &output::Term::new())?;
+    let outcome = lifecycle::execute_up(&ctx.config, &mut target, &plan, &reporter)?;
     let id = target.id();
     match &outcome.gate {
         None => output::done(&format!("`{id}` started (gate skipped: --no-wait)")),

@@ -236,6 +236,9 @@ pub struct Volume {
     pub labels: Labels,
     #[serde(default)]
     pub mountpoint: String,
+    /// RFC 3339, as the engine reports it (`2026-01-20T16:29:14Z`).
+    #[serde(default, rename = "CreatedAt")]
+    pub created_at: String,
 }
 
 impl Volume {
