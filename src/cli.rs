@@ -55,8 +55,10 @@ pub enum Command {
     Env(commands::env::Args),
     /// Print this instance's URLs.
     Url(commands::url::Args),
-    /// Print a shell completion script.
+    /// Print the line that loads kinfra's shell completions (instance names included).
     Completions(commands::completions::Args),
+    /// Write a man page per command into a directory.
+    Man(commands::man::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,10 +109,13 @@ pub fn run(cli: Cli) -> Result<u8> {
     crate::output::set_verbose(cli.verbose);
     // A bad value in kinfra's own environment variables is an error, never a default.
     crate::envvars::check_all()?;
-    if let Command::Completions(args) = &cli.command {
-        return commands::completions::run(args);
+    match &cli.command {
+        Command::Completions(args) => return commands::completions::run(args),
+        Command::Man(args) => return commands::man::run(args),
+        _ => {}
     }
     let ctx = Ctx::load(cli.config.as_deref())?;
+    crate::output::verbose(&format!("config: {}", ctx.config.source.describe()));
     match cli.command {
         Command::Sandbox(cmd) => match cmd {
             SandboxCommand::Create(a) => commands::sandbox_create::run(&ctx, &a),
@@ -140,7 +145,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rescue(c) => commands::rescue::run(&ctx, &c),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
-        Command::Completions(_) => Ok(0),
+        Command::Completions(_) | Command::Man(_) => Ok(0),
     }
 }
 
@@ -152,5 +157,38 @@ mod tests {
     fn the_grammar_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// Every leaf command shows examples, and every argument says what it is for.
+    #[test]
+    fn every_command_has_examples_and_every_flag_a_description() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+            let leaves: Vec<&clap::Command> = cmd.get_subcommands().collect();
+            if leaves.is_empty() {
+                let examples = cmd
+                    .get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Examples:"));
+                if !examples {
+                    problems.push(format!("`{here}` has no Examples section"));
+                }
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    problems.push(format!("`{here}`: `{id}` has no description"));
+                }
+            }
+            for sub in leaves {
+                walk(sub, &here, problems);
+            }
+        }
+        let mut problems = Vec::new();
+        walk(&Cli::command(), "", &mut problems);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }

@@ -71,7 +71,6 @@ impl Ctx {
         let cwd = std::env::current_dir().map_err(ContextError::Cwd)?;
         let repo = git::repo_info(&cwd)?;
         let config = resolve_config(config_flag, repo.as_ref())?;
-        crate::output::verbose(&format!("config: {}", config.source.describe()));
         Ok(Ctx { config, cwd, repo })
     }
 

@@ -421,24 +421,20 @@ pub fn execute(
     // 4. Registry last, so a crash before here leaves an entry a re-run can finish.
     let id = plan.entry.instance_id.clone();
     let is_local_prod = plan.kind == Kind::LocalProd;
-    registry::update(
-        &config.registry_path,
-        &config.registry_lock_path(),
-        |reg| -> Result<()> {
-            if is_local_prod {
-                if reg
-                    .local_prod
-                    .as_ref()
-                    .is_some_and(|lp| lp.instance_id == id)
-                {
-                    reg.local_prod = None;
-                }
-            } else {
-                reg.remove_sandbox(&id);
+    registry::update_with_state(&config.registry_paths(), reporter, |reg, _| -> Result<()> {
+        if is_local_prod {
+            if reg
+                .local_prod
+                .as_ref()
+                .is_some_and(|lp| lp.instance_id == id)
+            {
+                reg.local_prod = None;
             }
-            Ok(())
-        },
-    )?;
+        } else {
+            reg.remove_sandbox(&id);
+        }
+        Ok(())
+    })?;
     Ok(outcome)
 }
 

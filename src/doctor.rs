@@ -12,6 +12,7 @@ use crate::envfile::EnvFile;
 use crate::git;
 use crate::layout;
 use crate::registry::{Entry, Registry, RegistryError, canonical};
+use crate::report::Reporter;
 use crate::status::Container;
 use crate::timefmt;
 
@@ -564,16 +565,23 @@ fn report_stray_env_file(config: &Config, path: &Path, out: &mut Vec<Finding>) {
 }
 
 /// Apply one repair. Registry changes go through the locked update.
-pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<String, String> {
+pub fn apply(
+    config: &Config,
+    action: &Action,
+    mains: &[PathBuf],
+    reporter: &dyn Reporter,
+) -> Result<String, String> {
+    let paths = config.registry_paths();
     let update = |f: &dyn Fn(&mut Registry)| {
-        crate::registry::update(
-            &config.registry_path,
-            &config.registry_lock_path(),
-            |reg| -> Result<(), RegistryError> {
+        crate::registry::update_with_state(
+            &paths,
+            reporter,
+            |reg, _| -> Result<(), RegistryError> {
                 f(reg);
                 Ok(())
             },
         )
+        .map(|_| ())
         .map_err(|e| e.to_string())
     };
     match action {
@@ -603,10 +611,10 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
         }
         Action::Register { entry } => {
             let mut done = false;
-            crate::registry::update(
-                &config.registry_path,
-                &config.registry_lock_path(),
-                |reg| -> Result<(), RegistryError> {
+            crate::registry::update_with_state(
+                &paths,
+                reporter,
+                |reg, _| -> Result<(), RegistryError> {
                     if reg.free_slot_at(entry.slot) && reg.sandbox(&entry.instance_id).is_none() {
                         reg.insert_sandbox(entry.clone());
                         done = true;
@@ -631,8 +639,8 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
         Action::RemoveFile { path } => {
             // Under the registry lock, and only when the writer is gone: a temp file of
             // a write in progress is that writer's.
-            let _guard =
-                crate::registry::lock(&config.registry_lock_path()).map_err(|e| e.to_string())?;
+            let _guard = crate::registry::lock_with(&config.registry_lock_path(), reporter)
+                .map_err(|e| e.to_string())?;
             if crate::fsutil::writer_alive(path) {
                 return Err(format!(
                     "`{}` belongs to a kinfra command still running",
@@ -642,7 +650,7 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
             Ok(format!("removed `{}`", path.display()))
         }
-        Action::RebuildRegistry => rebuild_registry(config, mains),
+        Action::RebuildRegistry => rebuild_registry(config, mains, reporter),
     }
 }
 
@@ -651,8 +659,13 @@ pub fn apply(config: &Config, action: &Action, mains: &[PathBuf]) -> Result<Stri
 /// cannot be found again (nothing is dropped). The new registry is written first, the
 /// old one copied to a backup, then the new one renamed into place: the registry is
 /// never missing, and a symlinked registry stays a symlink.
-fn rebuild_registry(config: &Config, mains: &[PathBuf]) -> Result<String, String> {
-    let _guard = crate::registry::lock(&config.registry_lock_path()).map_err(|e| e.to_string())?;
+fn rebuild_registry(
+    config: &Config,
+    mains: &[PathBuf],
+    reporter: &dyn Reporter,
+) -> Result<String, String> {
+    let _guard = crate::registry::lock_with(&config.registry_lock_path(), reporter)
+        .map_err(|e| e.to_string())?;
     let path = &config.registry_path;
     if crate::registry::Registry::load(path).is_ok() {
         return Err("the registry parses now; nothing to rebuild".into());

@@ -50,6 +50,9 @@ use clap::Parser;
 
 /// Parse the command line, run, and turn the outcome into the process exit code.
 pub fn main_entry() -> ExitCode {
+    // `COMPLETE=bash kinfra …`: answer the shell's completion request and exit.
+    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
+        .complete();
     // First, so no Ctrl-C can kill kinfra half-way from here on: it is a flag the
     // runner and waiting loops act on.
     if let Err(e) = interrupt::install() {

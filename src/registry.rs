@@ -613,42 +613,6 @@ pub fn lock_with(lock_path: &Path, reporter: &dyn Reporter) -> Result<RegistryLo
     )?)
 }
 
-/// [`lock_with`], the waiting notice printed on stderr (for callers without a reporter).
-pub fn lock(lock_path: &Path) -> Result<RegistryLock, RegistryError> {
-    lock_with(lock_path, &StderrNotes)
-}
-
-/// Prints notes for the reporter-less calls [`lock`] and [`update`], until their
-/// callers pass a reporter.
-struct StderrNotes;
-
-impl Reporter for StderrNotes {
-    fn note(&self, text: &str) {
-        crate::output::note(text);
-    }
-}
-
-/// Lock, reload, let `change` mutate, and write atomically if it changed anything.
-/// When `change` fails, nothing is written. Leaves kinfra's state file alone (its
-/// orphans are pruned by the next [`update_with_state`]).
-pub fn update<T, E>(
-    path: &Path,
-    lock_path: &Path,
-    change: impl FnOnce(&mut Registry) -> Result<T, E>,
-) -> Result<T, E>
-where
-    E: From<RegistryError>,
-{
-    let _guard = lock(lock_path)?;
-    let mut registry = load_writable(path)?;
-    let before = registry.clone();
-    let result = change(&mut registry)?;
-    if registry != before {
-        registry.save(path)?;
-    }
-    Ok(result)
-}
-
 fn load_writable(path: &Path) -> Result<Registry, RegistryError> {
     let registry = Registry::load(path)?;
     if registry.read_only() {
@@ -737,6 +701,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registry-only update the tests use: `update_with_state` without the state.
+    fn update<T, E: From<RegistryError>>(
+        path: &Path,
+        _lock: &Path,
+        change: impl FnOnce(&mut Registry) -> Result<T, E>,
+    ) -> Result<T, E> {
+        update_with_state(
+            &RegistryPaths::beside(path),
+            &crate::report::Silent,
+            |reg, _| change(reg),
+        )
+        .map(|u| u.value)
+    }
     use crate::report::Silent;
 
     /// What the Python tool writes for one sandbox (json.dump, indent=2, no newline).

@@ -12,10 +12,15 @@ use crate::registry::Registry;
 use crate::status;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  kinfra doctor               # report what disagrees, with the fix for each
+  kinfra doctor --fix         # apply the repairs that cannot lose data
+  kinfra doctor --json | jq '.findings[].kind'")]
 pub struct Args {
     /// Apply the repairs that cannot lose data; print the command for the rest.
     #[arg(long)]
     pub fix: bool,
+    /// Print one JSON object (`schema_version` 1) instead of lines.
     #[arg(long)]
     pub json: bool,
 }
@@ -56,18 +61,20 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let mut remaining = 0;
     for f in &findings {
         let fixed = match (&f.fix, args.fix) {
-            (Fix::Auto(action), true) => match doctor::apply(config, action, &mains) {
-                Ok(what) => {
-                    if !args.json {
-                        output::done(&what);
+            (Fix::Auto(action), true) => {
+                match doctor::apply(config, action, &mains, &output::Term::new()) {
+                    Ok(what) => {
+                        if !args.json {
+                            output::done(&what);
+                        }
+                        true
                     }
-                    true
+                    Err(e) => {
+                        output::warn(&format!("could not fix {}: {e}", f.subject));
+                        false
+                    }
                 }
-                Err(e) => {
-                    output::warn(&format!("could not fix {}: {e}", f.subject));
-                    false
-                }
-            },
+            }
             _ => false,
         };
         if !fixed {

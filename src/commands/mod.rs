@@ -12,6 +12,7 @@ pub mod local_prod_create;
 pub mod local_prod_destroy;
 pub mod local_prod_init;
 pub mod logs;
+pub mod man;
 pub mod ports;
 pub mod rescue;
 pub mod sandbox_create;

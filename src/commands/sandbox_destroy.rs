@@ -18,7 +18,7 @@ use crate::registry::{Entry, canonical};
 pub struct Args {
     /// Sandbox to destroy, by instance id or name (default: the one you are in).
     /// Taken from the registry, never from the directory name.
-    #[arg(conflicts_with = "all")]
+    #[arg(conflicts_with = "all", add = clap_complete::ArgValueCandidates::new(super::completions::instance_names))]
     pub name: Option<String>,
     /// Destroy every registered sandbox of this project (never local-prod).
     #[arg(long)]

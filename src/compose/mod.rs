@@ -69,7 +69,6 @@ pub fn detect() -> Result<Flavor, ComposeError> {
         Err(why) if why.is_empty() => return Err(ComposeError::Missing),
         Err(why) => return Err(ComposeError::Chosen(why.clone())),
     };
-    crate::output::verbose(&format!("using {}", flavor.describe()));
     Ok(flavor)
 }
 
