@@ -4,16 +4,21 @@
 # a sandbox and destroyed from there (the sandbox is untouched), then everything
 # stopped and destroyed. Uses a temporary HOME, so nothing of yours is touched.
 #
-# Usage: scripts/demo.sh            (needs Docker with Compose v2 or v1)
+# Usage: scripts/demo.sh   (after `cargo install --locked --path .`; needs Docker with
+# Compose v2 or v1). Runs the installed `kinfra`; KINFRA_BIN=path picks another binary.
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "building kinfra and the local test image"
-cargo build --release --quiet --manifest-path "$repo_dir/Cargo.toml"
+kinfra="${KINFRA_BIN:-$(command -v kinfra || true)}"
+if [[ -z "$kinfra" ]]; then
+    echo "error: kinfra is not installed (not on PATH)" >&2
+    echo "hint: cargo install --locked --path $repo_dir" >&2
+    exit 1
+fi
+step "using $kinfra ($("$kinfra" --version)); building the local test image"
 "$repo_dir/scripts/build-test-image.sh"
-kinfra="$repo_dir/target/release/kinfra"
 
 # shellcheck source=scripts/lib/hello-repo.sh
 . "$repo_dir/scripts/lib/hello-repo.sh"

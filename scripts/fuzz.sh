@@ -5,7 +5,7 @@
 # `timeout SECONDS`, all of its properties at once. Running out the clock (exit 124)
 # means "ran the full time, found nothing"; a failing property means failure.
 # One random seed per run is printed; a failure is reproduced with
-#   PROPTEST_RNG_SEED=<seed> PROPTEST_CASES=<n> cargo test --release --test fuzz <test>
+#   PROPTEST_RNG_SEED=<seed> PROPTEST_CASES=<n> cargo test --release --test e2e fuzz::<test>
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET=60]
 # Env:   FUZZ_TARGETS="envfile git"  run only these groups
@@ -26,11 +26,11 @@ cases=1000000000
 
 # Build once, so compile time is not counted against any target.
 echo "building the release test binary..."
-if ! cargo test --release --test fuzz --no-run --quiet; then
+if ! cargo test --release --test e2e --no-run --quiet; then
     echo "error: build failed" >&2
     exit 2
 fi
-list="$(cargo test --release --test fuzz --quiet -- --list --format terse 2>/dev/null)"
+list="$(cargo test --release --test e2e --quiet -- --list --format terse 2>/dev/null | sed -n "s/^fuzz:://p")"
 
 logdir="$(mktemp -d "${TMPDIR:-/tmp}/kinfra-fuzz.XXXXXX")"
 echo "seed ${seed}, ${secs}s per target, logs in ${logdir}"
@@ -48,7 +48,7 @@ for t in "${targets[@]}"; do
     log="${logdir}/${t}.log"
     start="$(date +%s.%N)"
     PROPTEST_CASES="$cases" PROPTEST_RNG_SEED="$seed" PROPTEST_VERBOSE=1 RUST_BACKTRACE=0 \
-        timeout "$secs" cargo test --release --test fuzz --quiet "${t}::" -- \
+        timeout "$secs" cargo test --release --test e2e --quiet "fuzz::${t}::" -- \
         --nocapture --test-threads="$n" >"$log" 2>&1
     rc=$?
     took="$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')"
