@@ -9,6 +9,7 @@ mod concurrency;
 mod crash;
 mod fuzz;
 mod paths;
+mod registry_v2;
 mod safety;
 mod stack;
 mod stress;
