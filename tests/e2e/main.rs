@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod compat;
+mod compose_stack;
 mod concurrency;
 mod crash;
 mod fuzz;
