@@ -884,7 +884,8 @@ fn a_layout_port_held_by_another_instance_stops_up() {
     lab.commit("compose.yaml", compose);
     let toml = "[ports.WEB_PORT]\nlocal_prod = 26000\nsandbox = 26001\nstride = 1\n";
     lab.commit("kinfra.toml", toml);
-    let a = lab.create("a", None);
+    // Explicit slots: a busy port is then a clear error, not a silent other slot.
+    let a = lab.create("a", Some(1));
     assert_eq!(env_file(&a.path)["WEB_PORT"], "26001");
 
     // Slot 2 now gets 26001 too: a's env file still holds it.
@@ -894,7 +895,7 @@ fn a_layout_port_held_by_another_instance_stops_up() {
             .replace("sandbox = 26001", "sandbox = 26000")
             .replace("local_prod = 26000", "local_prod = 26020"),
     );
-    let b = lab.create("b", None);
+    let b = lab.create("b", Some(2));
     assert_eq!(env_file(&b.path)["WEB_PORT"], "26001");
 
     let run = lab.kinfra(&b.path, &["sandbox", "up", "--timeout", "30"]);
