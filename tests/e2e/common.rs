@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+/// The name of the test's own temp directory under its root.
+const TMP: &str = "tmp";
+
 pub struct Env {
     pub root: tempfile::TempDir,
     pub home: PathBuf,
@@ -34,6 +37,7 @@ impl Env {
         let root = tempfile::tempdir().expect("tempdir");
         let home = root.path().join(home);
         std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(root.path().join(TMP)).unwrap();
         let dev = root.path().join(parent);
         std::fs::create_dir_all(&dev).unwrap();
         let origin = root.path().join(format!("origin/{name}.git"));
@@ -78,7 +82,14 @@ impl Env {
         serde_json::from_str(&self.registry_text()).expect("registry parses")
     }
 
-    /// The environment every subprocess of a test gets.
+    /// The test's own `TMPDIR` (`<root>/tmp`).
+    pub fn tmp(&self) -> PathBuf {
+        self.root.path().join(TMP)
+    }
+
+    /// The environment every subprocess of a test gets: nothing of the caller's but
+    /// `PATH` and what picks the Docker engine and Compose (`DOCKER_HOST`,
+    /// `DOCKER_CONFIG`, `KINFRA_COMPOSE`: the lanes of scripts/test.sh).
     pub fn apply(&self, cmd: &mut Command) {
         // kinfra's own directory first, so commands kinfra prints (`kinfra rescue
         // restore …`) can be run by a shell as a user would.
@@ -92,6 +103,9 @@ impl Env {
                 std::env::join_paths(path).expect("PATH entries without `:`"),
             )
             .env("HOME", &self.home)
+            .env("TMPDIR", self.tmp())
+            .env("LANG", "C.UTF-8")
+            .env("TZ", "UTC")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_AUTHOR_NAME", "Test")
@@ -101,8 +115,17 @@ impl Env {
             .env("NO_COLOR", "1")
             .env("COLUMNS", "200")
             .env("KINFRA_LOCK_TIMEOUT", "60");
-        if let Some(host) = std::env::var_os("DOCKER_HOST") {
-            cmd.env("DOCKER_HOST", host);
+        for key in ["DOCKER_HOST", "KINFRA_COMPOSE"] {
+            if let Some(value) = std::env::var_os(key) {
+                cmd.env(key, value);
+            }
+        }
+        // Docker reads a relative DOCKER_CONFIG against the child's directory.
+        if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+            cmd.env(
+                "DOCKER_CONFIG",
+                std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+            );
         }
     }
 

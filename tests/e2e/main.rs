@@ -5,10 +5,12 @@ mod common;
 
 mod bad_input;
 mod compat;
+mod compose_stack;
 mod concurrency;
 mod crash;
 mod fuzz;
 mod paths;
+mod registry_v2;
 mod safety;
 mod stack;
 mod stress;
