@@ -647,8 +647,14 @@ pub fn apply(
                     path.display()
                 ));
             }
-            std::fs::remove_file(path).map_err(|e| e.to_string())?;
-            Ok(format!("removed `{}`", path.display()))
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(format!("removed `{}`", path.display())),
+                // A registry write under the same lock removed it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Ok(format!("`{}` is gone", path.display()))
+                }
+                Err(e) => Err(e.to_string()),
+            }
         }
         Action::RebuildRegistry => rebuild_registry(config, mains, reporter),
     }

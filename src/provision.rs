@@ -252,7 +252,7 @@ pub fn plan_sandbox_create(
             BranchPlan::Reuse { commit, .. } => commit.clone(),
         };
         match commit {
-            Some(c) => stack_at_commit(config, &main, &c, &path, Kind::Sandbox)?,
+            Some(c) => stack_at_commit(config, &main, &c, Kind::Sandbox)?,
             None => None,
         }
     };
@@ -346,7 +346,7 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
         stack_on_disk(config, &path, Kind::LocalProd)?
     } else {
         match commit_of(&main, &format!("refs/heads/{branch}"))? {
-            Some(c) => stack_at_commit(config, &main, &c, &path, Kind::LocalProd)?,
+            Some(c) => stack_at_commit(config, &main, &c, Kind::LocalProd)?,
             None => None,
         }
     };
@@ -891,12 +891,11 @@ fn stack_on_disk(config: &Config, root: &Path, kind: Kind) -> Result<Option<Stac
     Ok(Some(stack))
 }
 
-/// The compose stack a new checkout of `commit` will have at `dest`, read from git.
+/// The compose stack a new checkout of `commit` will have, read from git.
 fn stack_at_commit(
     config: &Config,
     repo: &Path,
     commit: &str,
-    dest: &Path,
     kind: Kind,
 ) -> Result<Option<Stack>> {
     for name in &config.compose_files {
@@ -908,8 +907,10 @@ fn stack_at_commit(
         if !out.success() {
             continue;
         }
+        // Messages name the file in the repository it was read from (the new
+        // checkout does not exist yet); relative paths in it do not matter here.
         let stack = Stack::parse(
-            &dest.join(name),
+            &repo.join(name),
             &out.stdout,
             &|_| None,
             profiles(config, kind),

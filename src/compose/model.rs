@@ -3364,7 +3364,7 @@ volumes:
             .collect();
         assert_eq!(jaeger, [16686, 4317, 4318]);
         let db = model.services["db"].healthcheck.as_ref().unwrap();
-        assert_eq!(db.test, ["CMD-SHELL", "nc -z 127.0.0.1 5432"]);
+        assert_eq!(db.test, ["CMD-SHELL", "nc -w 1 127.0.0.1 5432 </dev/null"]);
         let w = model.services["training-worker-4"]
             .healthcheck
             .as_ref()
