@@ -30,6 +30,8 @@ pub enum DestroyError {
     },
     #[error("`{}` has work that would be lost: {}{}", .path.display(), .items.iter().take(5).cloned().collect::<Vec<_>>().join("; "), more(.items.len()))]
     Dirty { path: PathBuf, items: Vec<String> },
+    #[error("Docker project `{id}` holds what is not this instance's: {}", .what.join(", "))]
+    Foreign { id: String, what: Vec<String> },
     #[error("cannot confirm that `{id}`'s containers are stopped: {reason}")]
     StopUnconfirmed { id: String, reason: String },
     #[error("cannot remove `{}`: {source}", .path.display())]
@@ -66,6 +68,7 @@ impl Diagnostic for DestroyError {
             | DestroyError::NoTerminal { .. }
             | DestroyError::Cancelled => Exit::Refused,
             DestroyError::StopUnconfirmed { .. } => Exit::External,
+            DestroyError::Foreign { .. } => Exit::Refused,
             DestroyError::RemoveEnvFile { .. } | DestroyError::Some { .. } => Exit::Failure,
             DestroyError::NoSuchSandbox { .. } | DestroyError::NoLocalProd => Exit::NotFound,
         }
@@ -89,6 +92,7 @@ impl Diagnostic for DestroyError {
                 "`kinfra sandbox list` shows the registered sandboxes".into()
             }
             DestroyError::NoLocalProd => "`kinfra sandbox list` shows what is registered".into(),
+            DestroyError::Foreign { .. } => "nothing was changed; kinfra never removes what this instance did not start: if those are really this instance's (it moved), remove them by hand (`docker ps -a`, `docker volume ls`) and run destroy again".into(),
             DestroyError::RemoveEnvFile { .. } | DestroyError::Cancelled | DestroyError::Some { .. } => {
                 return None;
             }
@@ -272,6 +276,13 @@ impl Plan {
         ));
         match &self.docker {
             Ok(res) if res.is_empty() => lines.push("  docker: nothing to stop".into()),
+            Ok(res) if !res.foreign(&self.path, &self.entry.created_at).is_empty() => {
+                lines.push(format!(
+                    "  refuse: Docker project `{}` holds what is not this instance's: {}",
+                    self.entry.instance_id,
+                    res.foreign(&self.path, &self.entry.created_at).join(", ")
+                ))
+            }
             Ok(res) => {
                 let how = match &self.compose {
                     Some(p) => format!(
@@ -329,6 +340,16 @@ impl Plan {
         lines
     }
 
+    /// The refusal for Docker objects of this project name that are not this instance's.
+    pub fn foreign_refusal(&self) -> Option<DestroyError> {
+        let res = self.docker.as_ref().ok()?;
+        let what = res.foreign(&self.path, &self.entry.created_at);
+        (!what.is_empty()).then(|| DestroyError::Foreign {
+            id: self.entry.instance_id.clone(),
+            what,
+        })
+    }
+
     /// The refusal for unsaved work (SPEC 6.5), if any.
     pub fn dirty_refusal(&self) -> Option<DestroyError> {
         let work = self.work.as_ref()?;
@@ -363,6 +384,11 @@ pub fn execute(
     reporter: &dyn Reporter,
 ) -> Result<Outcome> {
     if let (false, Some(refusal)) = (opts.rescue, plan.dirty_refusal()) {
+        return Err(refusal.into());
+    }
+    // Never past this, not even with --force: stopping another checkout's stack (or
+    // deleting an earlier instance's data) is hitting the wrong target.
+    if let Some(refusal) = plan.foreign_refusal() {
         return Err(refusal.into());
     }
     // No `up`, `down` or second `destroy` of this instance runs meanwhile.

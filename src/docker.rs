@@ -1,10 +1,14 @@
-//! The Docker CLI: is the engine there, and what does it hold for a compose project
-//! (found by the `com.docker.compose.project` label, never by name guessing).
+//! What Docker holds for a compose project (found by the `com.docker.compose.project`
+//! label, never by name guessing), read through the Engine API (the `docker` CLI only
+//! where kinfra's API client cannot reach the engine, e.g. `ssh://`), and removing it.
 
+use crate::engine::{Engine, EngineError, Filters};
 use crate::process::{Cmd, ProcessError, TimeoutKind};
 
 /// Label compose puts on every container, volume and network of a project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+/// Label compose puts on a project's containers: the directory it ran in.
+pub const WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -14,6 +18,17 @@ pub enum DockerError {
     DaemonDown(String),
     #[error(transparent)]
     Process(ProcessError),
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+impl From<EngineError> for DockerError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Unreachable { .. } => DockerError::DaemonDown(e.to_string()),
+            other => DockerError::Engine(other),
+        }
+    }
 }
 
 impl From<ProcessError> for DockerError {
@@ -61,9 +76,44 @@ pub struct ProjectResources {
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
+    /// Container → the directory compose ran in (its working-dir label), when known.
+    pub working_dirs: Vec<(String, String)>,
+    /// Volume → when it was created (RFC 3339), when known.
+    pub volumes_created: Vec<(String, String)>,
 }
 
 impl ProjectResources {
+    /// What of this project is not the instance at `path` created at `created_at`:
+    /// containers compose started from another directory, and volumes older than the
+    /// instance. (Another checkout's stack with the same project name, or an earlier
+    /// instance's data.)
+    pub fn foreign(&self, path: &std::path::Path, created_at: &str) -> Vec<String> {
+        let here = crate::registry::canonical(path);
+        let mut out: Vec<String> = self
+            .working_dirs
+            .iter()
+            .filter(|(_, dir)| {
+                let d = std::path::Path::new(dir);
+                d != path && crate::registry::canonical(d) != here
+            })
+            .map(|(c, dir)| format!("container `{c}` (started from `{dir}`)"))
+            .collect();
+        if let Some(created) = crate::timefmt::parse_iso(created_at) {
+            let slack = jiff::SignedDuration::from_secs(5);
+            for (v, when) in &self.volumes_created {
+                let older = crate::timefmt::parse_iso(when)
+                    .and_then(|t| t.checked_add(slack).ok())
+                    .is_some_and(|t| t < created);
+                if older {
+                    out.push(format!(
+                        "volume `{v}` (created {when}, before the instance)"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.volumes.is_empty() && self.networks.is_empty()
     }
@@ -82,17 +132,66 @@ impl ProjectResources {
     }
 }
 
-/// Containers (any state), volumes and networks labelled with `project`.
+/// Containers (any state), volumes and networks labelled with `project`: three Engine
+/// API reads, no process.
 pub fn project_resources(project: &str) -> Result<ProjectResources, DockerError> {
+    match Engine::connect() {
+        Ok(engine) => Ok(project_resources_api(&engine, project)?),
+        Err(EngineError::Unsupported { .. }) => project_resources_cli(project),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn project_resources_api(engine: &Engine, project: &str) -> Result<ProjectResources, EngineError> {
+    let filters = Filters::new().label_value(PROJECT_LABEL, project);
+    let containers = engine.containers(&filters, true)?;
+    let volumes = engine.volumes(&filters)?;
+    let networks = engine.networks(&filters)?;
+    Ok(ProjectResources {
+        working_dirs: containers
+            .iter()
+            .filter_map(|c| {
+                let dir = c.labels.get(WORKING_DIR_LABEL)?;
+                Some((c.name().to_string(), dir.clone()))
+            })
+            .collect(),
+        containers: containers.iter().map(|c| c.name().to_string()).collect(),
+        volumes_created: volumes
+            .iter()
+            .map(|v| (v.name.clone(), v.created_at.clone()))
+            .collect(),
+        volumes: volumes.into_iter().map(|v| v.name).collect(),
+        networks: networks.into_iter().map(|n| n.name).collect(),
+    })
+}
+
+fn project_resources_cli(project: &str) -> Result<ProjectResources, DockerError> {
     let filter = format!("label={PROJECT_LABEL}={project}");
     let names = |args: &[&str]| -> Result<Vec<String>, DockerError> {
         let out = docker().args(args).args(["--filter", &filter]).run()?;
         Ok(parse_lines(&out))
     };
+    let rows = names(&[
+        "ps",
+        "-a",
+        "--format",
+        &format!("{{{{.Names}}}}\t{{{{.Label \"{WORKING_DIR_LABEL}\"}}}}"),
+    ])?;
+    let mut containers = Vec::new();
+    let mut working_dirs = Vec::new();
+    for row in rows {
+        let (name, dir) = row.split_once('\t').unwrap_or((row.as_str(), ""));
+        if !dir.trim().is_empty() {
+            working_dirs.push((name.trim().to_string(), dir.trim().to_string()));
+        }
+        containers.push(name.trim().to_string());
+    }
     Ok(ProjectResources {
-        containers: names(&["ps", "-a", "--format", "{{.Names}}"])?,
+        containers,
         volumes: names(&["volume", "ls", "--format", "{{.Name}}"])?,
         networks: names(&["network", "ls", "--format", "{{.Name}}"])?,
+        working_dirs,
+        volumes_created: Vec::new(),
     })
 }
 
@@ -149,6 +248,7 @@ impl crate::error::Diagnostic for DockerError {
             DockerError::Process(ProcessError::Interrupted { .. }) => {
                 crate::error::Exit::Interrupted
             }
+            DockerError::Engine(e) => crate::error::Diagnostic::exit(e),
             _ => crate::error::Exit::External,
         }
     }
@@ -160,6 +260,7 @@ impl crate::error::Diagnostic for DockerError {
                 Some("start the Docker daemon (or check DOCKER_HOST), then retry".into())
             }
             DockerError::Process(_) => None,
+            DockerError::Engine(e) => crate::error::Diagnostic::hint(e),
         }
     }
 }

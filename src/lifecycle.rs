@@ -45,7 +45,7 @@ pub enum LifecycleError {
         networks: Vec<String>,
         volumes: Vec<String>,
     },
-    #[error("`{id}` would start on data an earlier instance of the same name left: volume(s) {}", .volumes.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))]
+    #[error("Docker project `{id}` holds what is not this instance's: {}", .volumes.join(", "))]
     StaleVolumes { id: String, volumes: Vec<String> },
     #[error("gate check `{check}` probes `{key}`, which the env file does not hold")]
     CheckPort { check: String, key: String },
@@ -107,10 +107,7 @@ impl Diagnostic for LifecycleError {
                 .collect::<Vec<_>>()
                 .join(" && "),
             LifecycleError::CheckPort { .. } => "name a port key of the layout, or a port variable of the compose file".into(),
-            LifecycleError::StaleVolumes { volumes, .. } => format!(
-                "if that data is no longer needed, remove it with `docker volume rm {}`",
-                volumes.join(" ")
-            ),
+            LifecycleError::StaleVolumes { .. } => "another checkout uses this project name, or an earlier instance left its data: kinfra starts nothing on it; remove them by hand if they are no longer needed (`docker ps -a`, `docker volume ls`)".into(),
             LifecycleError::Interrupted { .. } | LifecycleError::ComposeTimedOut { .. } => {
                 "`status` shows where it stands; `up` again finishes it, `down` stops it".into()
             }
@@ -284,8 +281,8 @@ pub struct UpPlan {
     pub missing_volumes: Vec<String>,
     /// Why the external resources could not be checked (Docker did not answer).
     pub externals_unknown: Option<String>,
-    /// Volumes of this project created before the instance was: an earlier instance's
-    /// data (ktrdr's "database auth failures on slot reuse").
+    /// Containers and volumes of this project name that are not this instance's
+    /// (another checkout's; an earlier instance's data).
     pub stale_volumes: Vec<String>,
     /// Bind-mount sources missing on disk (compose would create empty directories).
     pub missing_binds: Vec<(String, PathBuf)>,
@@ -529,32 +526,14 @@ fn check_ports_not_shared(config: &Config, target: &Target, ports: &[SlotPort]) 
     Ok(())
 }
 
-/// Volumes labelled with this instance's project that are older than the instance:
-/// left by an earlier instance of the same id. (Docker unreachable: none known; compose
-/// will say so.)
+/// What Docker holds under this instance's project name that is not this instance's:
+/// containers another checkout started, volumes older than the instance (an earlier
+/// instance's data: ktrdr's "database auth failures on slot reuse"). Docker
+/// unreachable: none known (compose will say so).
 fn stale_volumes(target: &Target) -> Vec<String> {
-    let Some(created) = crate::timefmt::parse_iso(&target.inst.entry.created_at) else {
-        return Vec::new();
-    };
-    let Ok(engine) = crate::engine::Engine::connect() else {
-        return Vec::new();
-    };
-    let filters =
-        crate::engine::Filters::new().label_value(crate::docker::PROJECT_LABEL, target.id());
-    let Ok(volumes) = engine.volumes(&filters) else {
-        return Vec::new();
-    };
-    // A little slack for clocks: a volume is ours if made after the instance was.
-    let slack = jiff::SignedDuration::from_secs(5);
-    volumes
-        .into_iter()
-        .filter(|v| {
-            crate::timefmt::parse_iso(&v.created_at)
-                .and_then(|t| t.checked_add(slack).ok())
-                .is_some_and(|t| t < created)
-        })
-        .map(|v| v.name)
-        .collect()
+    crate::docker::project_resources(target.id())
+        .map(|res| res.foreign(&target.inst.root, &target.inst.entry.created_at))
+        .unwrap_or_default()
 }
 
 /// External networks and volumes the compose file needs that the engine lacks.
