@@ -274,9 +274,33 @@ mod tests {
         let res = ProjectResources {
             containers: vec!["a".into(), "b".into()],
             volumes: vec!["v".into()],
-            networks: vec![],
+            ..Default::default()
         };
         assert_eq!(res.summary(), "2 containers, 1 volume, 0 networks");
+    }
+
+    #[test]
+    fn another_checkouts_containers_and_older_volumes_are_foreign() {
+        let res = ProjectResources {
+            containers: vec!["p_web_1".into(), "p_db_1".into()],
+            volumes: vec!["p_old".into(), "p_new".into()],
+            working_dirs: vec![
+                ("p_web_1".into(), "/w/p".into()),
+                ("p_db_1".into(), "/elsewhere/p".into()),
+            ],
+            volumes_created: vec![
+                ("p_old".into(), "2026-01-01T00:00:00Z".into()),
+                ("p_new".into(), "2026-02-01T00:00:10Z".into()),
+            ],
+            ..Default::default()
+        };
+        let foreign = res.foreign(
+            std::path::Path::new("/w/p"),
+            "2026-02-01T00:00:00.000000+00:00",
+        );
+        assert_eq!(foreign.len(), 2, "{foreign:?}");
+        assert!(foreign[0].contains("p_db_1") && foreign[0].contains("/elsewhere/p"));
+        assert!(foreign[1].contains("p_old"));
     }
 
     #[test]

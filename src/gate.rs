@@ -13,13 +13,16 @@ use crate::probe;
 use crate::report::{CheckProgress, Reporter};
 use crate::status::{Container, ContainerState, Health};
 
-/// Longest pause between two tries of one check.
-pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between two tries of one check: a check passes within ~50 ms of the
+/// service being ready.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(50);
 /// How often a check waiting for its dependencies looks again.
 const BLOCKED_POLL: Duration = Duration::from_millis(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
-/// How often container states are read while waiting.
-const CONTAINER_POLL: Duration = Duration::from_millis(250);
+/// How often container states are read while waiting when no event says they changed.
+const CONTAINER_POLL: Duration = Duration::from_millis(500);
+/// How long the main loop waits for an engine event before looking at the checks.
+const EVENT_WAIT: Duration = Duration::from_millis(20);
 
 /// What a check tries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,12 +205,38 @@ impl Report {
     }
 }
 
+/// Where the gate reads the instance's containers.
+pub trait Containers {
+    /// The containers now (any state); `None` when they cannot be read right now.
+    fn list(&self) -> Option<Vec<Container>>;
+    /// Wait up to `timeout` for a sign that they changed (`true`: read them again).
+    fn wait_change(&self, timeout: Duration) -> bool {
+        std::thread::sleep(timeout);
+        false
+    }
+}
+
+impl Containers for crate::status::ProjectWatch {
+    fn list(&self) -> Option<Vec<Container>> {
+        self.containers()
+    }
+    fn wait_change(&self, timeout: Duration) -> bool {
+        crate::status::ProjectWatch::wait_change(self, timeout)
+    }
+}
+
+impl<F: Fn() -> Option<Vec<Container>>> Containers for F {
+    fn list(&self) -> Option<Vec<Container>> {
+        self()
+    }
+}
+
 /// Run every check until all pass, the deadline passes, a container fails, or kinfra
-/// is interrupted. `containers` reads the instance's containers (any state); `None`
-/// when they cannot be read right now.
+/// is interrupted. Container states are read again on every engine event about them
+/// (and every half second regardless).
 pub fn run(
     checks: Vec<Check>,
-    containers: &dyn Fn() -> Option<Vec<Container>>,
+    containers: &dyn Containers,
     timeout: Duration,
     reporter: &dyn Reporter,
 ) -> Report {
@@ -260,7 +289,7 @@ pub fn run(
         }
         if Instant::now() >= next_poll {
             next_poll = Instant::now() + CONTAINER_POLL;
-            if let Some(list) = containers() {
+            if let Some(list) = containers.list() {
                 failed_containers = list.iter().filter(|c| c.failed()).cloned().collect();
                 *lock(&latest) = list;
                 if !failed_containers.is_empty() {
@@ -283,7 +312,9 @@ pub fn run(
             }
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if containers.wait_change(EVENT_WAIT) {
+            next_poll = Instant::now();
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for h in handles {
@@ -385,7 +416,7 @@ fn poll_check(i: usize, check: &Check, deps: &[usize], ctx: &PollCtx<'_>) {
         }
         // Container conditions change when the states are read again.
         let pause = if check.needs_containers() {
-            CONTAINER_POLL / 2
+            EVENT_WAIT
         } else {
             backoff
         };

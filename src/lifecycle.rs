@@ -743,7 +743,7 @@ pub fn execute_up(
         plan.timeout.as_secs()
     ));
     let id = target.id().to_string();
-    let containers = || crate::status::project_containers(&id).ok();
+    let containers = crate::status::ProjectWatch::new(&id);
     let report = gate::run(plan.checks.clone(), &containers, plan.timeout, reporter);
     if report.passed() {
         return Ok(UpOutcome {

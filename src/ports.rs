@@ -27,6 +27,20 @@ pub struct PortSpec {
     /// How many consecutive ports each sandbox slot gets.
     #[serde(default = "one")]
     pub count: u32,
+    /// Slots from `above.slot` on take their ports from this second block instead
+    /// (extending the first block's formula would run into other keys' ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<Block>,
+}
+
+/// A second block of ports for high slots: slot n ≥ `slot` gets
+/// `base + stride * (n - slot)` (and the next `count - 1` ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Block {
+    pub slot: u32,
+    pub base: u32,
+    pub stride: u32,
 }
 
 fn one() -> u32 {
@@ -80,6 +94,11 @@ impl PortMap {
         for (key, spec) in &self.specs {
             let (first, count) = if slot == 0 {
                 (u64::from(spec.local_prod), spec.local_prod_count)
+            } else if let Some(b) = spec.above.filter(|b| slot >= b.slot) {
+                (
+                    u64::from(b.base) + u64::from(b.stride) * u64::from(slot - b.slot),
+                    spec.count,
+                )
             } else {
                 (
                     u64::from(spec.sandbox) + u64::from(spec.stride) * u64::from(slot - 1),
@@ -235,6 +254,25 @@ mod tests {
             err.to_string(),
             "port 4318 is used by both slot 0 (`KTRDR_JAEGER_OTLP_HTTP_PORT`) and slot 1 (`KTRDR_JAEGER_OTLP_GRPC_PORT`)"
         );
+    }
+
+    #[test]
+    fn fifty_ktrdr_slots_keep_the_seed_map_and_never_collide() {
+        let map = ktrdr();
+        map.validate(99).unwrap();
+        // Slots 1..=10 are the seed map's; slot 11 starts the second block.
+        assert_eq!(port(&map, 10, "KTRDR_API_PORT"), 8010);
+        assert_eq!(port(&map, 11, "KTRDR_API_PORT"), 22_000);
+        assert_eq!(port(&map, 11, "KTRDR_WORKER_PORT_4"), 22_010);
+        assert_eq!(port(&map, 50, "KTRDR_API_PORT"), 22_780);
+        let all: Vec<u16> = (0..=50)
+            .flat_map(|s| map.for_slot(s).unwrap())
+            .map(|p| p.port)
+            .collect();
+        let mut dedup = all.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), all.len());
     }
 
     #[test]

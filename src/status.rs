@@ -1,10 +1,13 @@
-//! Live container state, for every compose project at once, from one `docker ps -a`.
+//! Live container state, for every compose project at once, from one label-filtered
+//! Engine API call (`docker ps -a` only where kinfra's API client cannot reach the
+//! engine, e.g. `ssh://`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::docker::{self, DockerError, PROJECT_LABEL};
+use crate::engine::{Engine, EngineError, Filters};
 
 /// A container's state as Docker names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -111,8 +114,127 @@ impl Container {
 
 const FORMAT: &str = "{{.Label \"com.docker.compose.project\"}}\t{{.Label \"com.docker.compose.service\"}}\t{{.Names}}\t{{.State}}\t{{.Status}}\t{{.Ports}}";
 
-/// Every compose-labelled container (any state), in one Docker call.
+/// Every compose-labelled container (any state), in one Engine API call.
 pub fn all_containers() -> Result<Vec<Container>, DockerError> {
+    match Engine::connect() {
+        Ok(engine) => Ok(from_engine(&engine, &Filters::new().label(PROJECT_LABEL))?),
+        Err(EngineError::Unsupported { .. }) => all_containers_cli(),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The containers of one project, in one Engine API call, sorted by service and name.
+pub fn project_containers(project: &str) -> Result<Vec<Container>, DockerError> {
+    let mut list = match Engine::connect() {
+        Ok(engine) => from_engine(&engine, &Filters::new().label_value(PROJECT_LABEL, project))?,
+        Err(EngineError::Unsupported { .. }) => project_containers_cli(project)?,
+        Err(e) => return Err(e.into()),
+    };
+    list.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
+    Ok(list)
+}
+
+/// Containers matching `filters`, as [`Container`]s.
+pub fn from_engine(engine: &Engine, filters: &Filters) -> Result<Vec<Container>, EngineError> {
+    Ok(engine
+        .containers(filters, true)?
+        .iter()
+        .filter_map(from_summary)
+        .collect())
+}
+
+/// An Engine API container summary as a [`Container`] (`None` without a compose
+/// project label).
+pub fn from_summary(c: &crate::engine::ContainerSummary) -> Option<Container> {
+    let project = c.project().filter(|p| !p.is_empty())?.to_string();
+    let mut host_ports: Vec<u16> = Vec::new();
+    for p in &c.ports {
+        if let Some(port) = p.public_port
+            && !host_ports.contains(&port)
+        {
+            host_ports.push(port);
+        }
+    }
+    Some(Container {
+        project,
+        service: c.service().unwrap_or_default().to_string(),
+        name: c.name().to_string(),
+        state: ContainerState::parse(&c.state),
+        health: parse_health(&c.status),
+        exit_code: parse_exit_code(&c.status),
+        host_ports,
+        status: c.status.clone(),
+    })
+}
+
+/// The containers of one project, read again whenever the engine reports an event for
+/// them (start, die, health change…), so a waiting caller reacts within milliseconds
+/// instead of at its next poll.
+pub struct ProjectWatch {
+    engine: Option<Engine>,
+    project: String,
+    events: std::sync::Mutex<Option<crate::engine::EventStream>>,
+}
+
+impl ProjectWatch {
+    /// Watch `project`; without the Engine API (e.g. `ssh://`), reads go through the
+    /// CLI and changes are found by polling.
+    pub fn new(project: &str) -> ProjectWatch {
+        let engine = Engine::connect().ok();
+        let filters = Filters::new()
+            .of_type("container")
+            .label_value(PROJECT_LABEL, project);
+        let events = engine
+            .as_ref()
+            .and_then(|e| e.events(&filters, Some(std::time::SystemTime::now())).ok());
+        ProjectWatch {
+            engine,
+            project: project.to_string(),
+            events: std::sync::Mutex::new(events),
+        }
+    }
+
+    /// The project's containers now (`None`: they cannot be read right now).
+    pub fn containers(&self) -> Option<Vec<Container>> {
+        let mut list = match &self.engine {
+            Some(engine) => from_engine(
+                engine,
+                &Filters::new().label_value(PROJECT_LABEL, &self.project),
+            )
+            .ok()?,
+            None => project_containers_cli(&self.project).ok()?,
+        };
+        list.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
+        Some(list)
+    }
+
+    /// Wait up to `timeout` for an event about the project's containers; `true` when
+    /// one came (read the containers again), `false` on timeout. Without an event stream
+    /// it just waits.
+    pub fn wait_change(&self, timeout: std::time::Duration) -> bool {
+        let Ok(mut guard) = self.events.lock() else {
+            std::thread::sleep(timeout);
+            return false;
+        };
+        let Some(stream) = guard.as_mut() else {
+            drop(guard);
+            std::thread::sleep(timeout);
+            return false;
+        };
+        match stream.next_timeout(timeout) {
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            // The stream broke: poll from now on.
+            Err(_) => {
+                *guard = None;
+                false
+            }
+        }
+    }
+}
+
+/// [`all_containers`] through the docker CLI (`docker ps -a`).
+pub fn all_containers_cli() -> Result<Vec<Container>, DockerError> {
     let out = docker::docker()
         .args(["ps", "-a", "--no-trunc", "--filter"])
         .arg(format!("label={PROJECT_LABEL}"))
@@ -121,8 +243,8 @@ pub fn all_containers() -> Result<Vec<Container>, DockerError> {
     Ok(parse_ps(&out))
 }
 
-/// The containers of one project, in one Docker call.
-pub fn project_containers(project: &str) -> Result<Vec<Container>, DockerError> {
+/// [`project_containers`] through the docker CLI.
+fn project_containers_cli(project: &str) -> Result<Vec<Container>, DockerError> {
     let out = docker::docker()
         .args(["ps", "-a", "--no-trunc", "--filter"])
         .arg(format!("label={PROJECT_LABEL}={project}"))
