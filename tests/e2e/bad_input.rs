@@ -150,20 +150,22 @@ fn create_with_a_name_that_slugifies_to_nothing_is_a_usage_error() {
 fn create_with_an_overlong_name_is_a_usage_error() {
     let env = Env::new();
     let before = snapshot(&env);
-    // `ktrdr--` + 57 = 64 characters: one more than a compose project name allows.
-    for len in [57, 80] {
+    // The prefix + `fits` characters make 63, the most a compose project name allows.
+    let fits = 63 - env.prefix().len();
+    for len in [fits + 1, 80] {
         let name = "a".repeat(len);
         let run = env.kinfra(&env.main, &["sandbox", "create", &name]);
         assert_error(&run, 2, &["63"]);
         assert_unchanged(&env, &before);
     }
     // Exactly 63 characters is fine.
-    let name = "b".repeat(56);
+    let name = "b".repeat(fits);
     let path = env.create_sandbox(&name);
     assert_eq!(
         path.file_name().unwrap().to_string_lossy(),
-        format!("ktrdr--{name}")
+        env.id_of(&name)
     );
+    assert_eq!(env.id_of(&name).len(), 63);
 }
 
 #[test]
@@ -172,10 +174,10 @@ fn create_slugifies_a_friendly_name() {
     let run = env.kinfra(&env.main, &["sandbox", "create", "My Feature!"]);
     run.assert_code(0);
     let path = PathBuf::from(run.stdout.trim());
-    assert_eq!(canon(&path), canon(&env.sibling("ktrdr--my-feature")));
+    assert_eq!(canon(&path), canon(&env.sibling(&env.id_of("my-feature"))));
     assert!(env_file(&path).is_file());
     let reg = env.registry();
-    assert_eq!(reg["instances"]["ktrdr--my-feature"]["slot"], 1);
+    assert_eq!(reg["instances"][env.id_of("my-feature")]["slot"], 1);
 }
 
 // ---------------------------------------------------------------- create: slots
@@ -205,7 +207,7 @@ fn create_with_an_invalid_slot_fails() {
 #[test]
 fn create_into_an_existing_directory_fails() {
     let env = Env::new();
-    let taken = env.sibling("ktrdr--taken");
+    let taken = env.sibling(&env.id_of("taken"));
     std::fs::create_dir(&taken).unwrap();
     std::fs::write(taken.join("keep.txt"), "mine").unwrap();
     let before = snapshot(&env);
@@ -229,20 +231,20 @@ fn all_slots_taken_names_every_holder() {
     }
     let reg = env.registry();
     for n in 1..=10u64 {
-        assert_eq!(reg["instances"][format!("ktrdr--s{n}")]["slot"], n);
+        assert_eq!(reg["instances"][env.id_of(&format!("s{n}"))]["slot"], n);
     }
     let before = snapshot(&env);
 
     let run = env.kinfra(&env.main, &["sandbox", "create", "s11"]);
     let line = assert_error(&run, exit::CONFLICT, &["slots are in use"]);
     for n in 1..=10 {
-        let holder = format!("{n}: ktrdr--s{n}");
+        let holder = format!("{n}: {}", env.id_of(&format!("s{n}")));
         assert!(line.contains(&holder), "{holder:?} missing from: {line}");
     }
     assert_unchanged(&env, &before);
 
     let run = env.kinfra(&env.main, &["sandbox", "create", "other", "--slot", "3"]);
-    assert_error(&run, exit::CONFLICT, &["slot 3", "ktrdr--s3"]);
+    assert_error(&run, exit::CONFLICT, &["slot 3", &env.id_of("s3")]);
     assert_unchanged(&env, &before);
 }
 
@@ -252,7 +254,7 @@ fn a_held_slot_names_its_holder() {
     env.create_sandbox("first");
     let before = snapshot(&env);
     let run = env.kinfra(&env.main, &["sandbox", "create", "second", "--slot", "1"]);
-    assert_error(&run, exit::CONFLICT, &["slot 1", "ktrdr--first"]);
+    assert_error(&run, exit::CONFLICT, &["slot 1", &env.id_of("first")]);
     assert_unchanged(&env, &before);
 }
 
@@ -291,7 +293,7 @@ fn a_corrupt_registry_is_never_treated_as_empty() {
             garbage.as_bytes()
         );
         assert!(sandbox.join("README.md").is_file());
-        assert!(!env.sibling("ktrdr--new").exists());
+        assert!(!env.sibling(&env.id_of("new")).exists());
         assert!(!env.sibling("ktrdr-prod").exists());
     }
 }
@@ -301,28 +303,30 @@ fn a_registry_entry_without_a_slot_is_named() {
     let env = Env::new();
     let dir = env.registry_path().parent().unwrap().to_owned();
     std::fs::create_dir_all(&dir).unwrap();
+    let id = env.id_of("noslot");
     let text = r#"{
   "version": 1,
   "local_prod": null,
   "instances": {
-    "ktrdr--noslot": {
-      "instance_id": "ktrdr--noslot",
-      "path": "/nowhere/ktrdr--noslot",
+    "ID": {
+      "instance_id": "ID",
+      "path": "/nowhere/ID",
       "created_at": "2026-01-20T16:29:14.123456+00:00",
       "is_worktree": true,
       "parent_repo": "/nowhere/ktrdr"
     }
   }
-}"#;
+}"#
+    .replace("ID", &id);
     std::fs::write(env.registry_path(), text).unwrap();
     let before = snapshot(&env);
     for args in [
         &["sandbox", "list"][..],
         &["sandbox", "create", "x"][..],
-        &["sandbox", "destroy", "ktrdr--noslot", "--yes"][..],
+        &["sandbox", "destroy", &id, "--yes"][..],
     ] {
         let run = env.kinfra(&env.main, args);
-        assert_error(&run, 1, &["ktrdr--noslot", "slot", "instances.json"]);
+        assert_error(&run, 1, &[&id, "slot", "instances.json"]);
         assert_unchanged(&env, &before);
     }
 }
@@ -427,9 +431,12 @@ fn init_with_an_invalid_name_is_a_usage_error() {
 #[test]
 fn init_twice_fails_and_changes_nothing() {
     let env = Env::new();
-    let run = env.kinfra(&env.main, &["sandbox", "init"]);
+    // Named: the default, the directory's basename `ktrdr`, may be a compose project
+    // already on the engine (whose leftovers init would rightly refuse).
+    let id = env.id_of("main");
+    let run = env.kinfra(&env.main, &["sandbox", "init", "--name", &id]);
     run.assert_code(0);
-    assert_eq!(env.registry()["instances"]["ktrdr"]["slot"], 1);
+    assert_eq!(env.registry()["instances"][&id]["slot"], 1);
     let before = snapshot(&env);
     for args in [
         &["sandbox", "init"][..],
@@ -447,21 +454,23 @@ fn init_where_the_basename_is_taken_hints_at_name() {
     env.create_sandbox("x");
     let elsewhere = env.root.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
+    let taken = env.id_of("x");
     env.git(
         &elsewhere,
-        &["clone", "-q", env.main.to_str().unwrap(), "ktrdr--x"],
+        &["clone", "-q", env.main.to_str().unwrap(), &taken],
     );
-    let clone = elsewhere.join("ktrdr--x");
+    let clone = elsewhere.join(&taken);
     let before = snapshot(&env);
     let run = env.kinfra(&clone, &["sandbox", "init"]);
-    assert_error(&run, exit::CONFLICT, &["ktrdr--x", "taken"]);
+    assert_error(&run, exit::CONFLICT, &[&taken, "taken"]);
     assert_hint(&run, "--name");
     assert_unchanged(&env, &before);
     assert!(!env_file(&clone).exists());
     // The hint works.
-    let run = env.kinfra(&clone, &["sandbox", "init", "--name", "ktrdr--x2"]);
+    let other = format!("{taken}2");
+    let run = env.kinfra(&clone, &["sandbox", "init", "--name", &other]);
     run.assert_code(0);
-    assert_eq!(env.registry()["instances"]["ktrdr--x2"]["slot"], 2);
+    assert_eq!(env.registry()["instances"][&other]["slot"], 2);
 }
 
 // ---------------------------------------------------------------- local-prod
@@ -501,7 +510,11 @@ fn a_second_local_prod_is_refused() {
     assert!(env_file(&prod).is_file());
     let before = snapshot(&env);
     let run = env.kinfra(&env.main, &["local-prod", "create"]);
-    assert_error(&run, exit::CONFLICT, &["already registered", "ktrdr-prod"]);
+    assert_error(
+        &run,
+        exit::CONFLICT,
+        &["already registered", env.local_prod_id()],
+    );
     assert_unchanged(&env, &before);
     // Not from local-prod itself either, nor by init in another clone.
     let run = env.kinfra(&prod, &["local-prod", "create"]);
@@ -569,7 +582,10 @@ fn a_config_with_an_unknown_key_names_the_line() {
     let env = Env::new();
     std::fs::write(
         env.main.join("kinfra.toml"),
-        "[project]\nname = \"ktrdr\"\nnmae = \"oops\"\n",
+        format!(
+            "[project]\nname = \"ktrdr\"\nnmae = \"oops\"\nsandbox_prefix = \"{}\"\n",
+            env.prefix()
+        ),
     )
     .unwrap();
     let before = snapshot(&env);
@@ -583,12 +599,14 @@ fn a_config_with_an_unknown_key_names_the_line() {
 #[test]
 fn a_config_with_colliding_ports_names_the_port_and_both_slots() {
     let env = Env::new();
-    std::fs::write(
-        env.main.join("kinfra.toml"),
-        "[ports.A_PORT]\nlocal_prod = 9000\nsandbox = 9001\nstride = 1\n\n\
+    // Added to the Env's own kinfra.toml (its unique names stay).
+    let config = env.main.join("kinfra.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[ports.A_PORT]\nlocal_prod = 9000\nsandbox = 9001\nstride = 1\n\n\
          [ports.B_PORT]\nlocal_prod = 9005\nsandbox = 9100\nstride = 1\n",
-    )
-    .unwrap();
+    );
+    std::fs::write(&config, text).unwrap();
     env.git(&env.main, &["add", "kinfra.toml"]);
     env.git(&env.main, &["commit", "-q", "-m", "config"]);
     let before = snapshot(&env);
@@ -615,9 +633,14 @@ fn a_busy_port_is_a_conflict_naming_the_port() {
     let run = env.kinfra(&env.main, &["sandbox", "create", "busy", "--slot", "7"]);
     assert_error(&run, 3, &["8007", "slot 7"]);
     assert_unchanged(&env, &before);
-    assert!(!env.sibling("ktrdr--busy").exists());
+    assert!(!env.sibling(&env.id_of("busy")).exists());
 
-    let run = env.kinfra(&env.main, &["sandbox", "init", "--slot", "7"]);
+    // Named: the default name `ktrdr` may be a compose project already on the engine.
+    let id = env.id_of("main");
+    let run = env.kinfra(
+        &env.main,
+        &["sandbox", "init", "--slot", "7", "--name", &id],
+    );
     assert_error(&run, 3, &["8007", "slot 7"]);
     assert_unchanged(&env, &before);
     assert!(!env_file(&env.main).exists());

@@ -1,39 +1,98 @@
 //! Hermetic test environment: a temp `HOME`, no global git config, a bare "origin"
 //! whose URL contains the project name, and a main repository cloned from it.
+//!
+//! Docker is machine-wide while HOME is not: other compose projects named like ktrdr
+//! instances (`ktrdr-prod`, `ktrdr--x`, a developer's real ones, `scripts/decoys.sh`'s)
+//! may exist on the engine. So an [`Env`] of the ktrdr layout commits a `kinfra.toml`
+//! that gives its instances Docker-visible names unique to it (`ktrdr-<tag>--NAME`,
+//! `ktrdr-prod-<tag>`); tests take ids from [`Env::id_of`] and
+//! [`Env::local_prod_id`], never from literals.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use assert_cmd::cargo::CommandCargoExt;
 
 /// The name of the test's own temp directory under its root.
 const TMP: &str = "tmp";
 
+/// Envs made so far by this test process (for [`Env::tag`]).
+static ENVS: AtomicUsize = AtomicUsize::new(0);
+
 pub struct Env {
     pub root: tempfile::TempDir,
     pub home: PathBuf,
     /// `<root>/dev/ktrdr`, the main repository.
     pub main: PathBuf,
+    /// `t<pid>x<n>`: unique to this Env among every test process on the machine.
+    pub tag: String,
+    /// What sandbox ids (and directory names) start with.
+    prefix: String,
+    local_prod_id: String,
+}
+
+/// Which names an Env's main repository gives its instances.
+enum Names {
+    /// A committed `kinfra.toml` over the built-in ktrdr layout: names unique to the Env.
+    Unique,
+    /// No `kinfra.toml`: the layout's own names (`ktrdr--NAME` and `ktrdr-prod` for
+    /// the built-in layout, `<repo>--NAME` for one derived from a compose file).
+    Layout,
 }
 
 impl Env {
-    /// A ktrdr-layout main repository at `<tmp>/dev/ktrdr` with one commit on `main`
-    /// and `.env.sandbox` git-ignored.
+    /// A ktrdr-layout main repository at `<tmp>/dev/ktrdr` with one commit on `main`:
+    /// `.env.sandbox` git-ignored, and a `kinfra.toml` that keeps the built-in layout
+    /// but makes every Docker-visible name unique to this Env.
     pub fn new() -> Env {
-        Self::with_repo_name("ktrdr")
+        Self::build("dev", "home", "ktrdr", Names::Unique)
     }
 
+    /// Like [`Env::new`], with no `kinfra.toml`: the pure built-in ktrdr layout, whose
+    /// names (`ktrdr--NAME`, `ktrdr-prod`) other projects on the engine may hold. A
+    /// test using it gives its sandboxes names unique to the run and makes no
+    /// local-prod.
+    pub fn builtin() -> Env {
+        Self::build("dev", "home", "ktrdr", Names::Layout)
+    }
+
+    /// A main repository `<tmp>/dev/<name>` with no `kinfra.toml` (a project whose
+    /// layout is derived from its compose file: `name` should be unique to the run).
     pub fn with_repo_name(name: &str) -> Env {
-        Self::build("dev", "home", name)
+        Self::build("dev", "home", name, Names::Layout)
     }
 
     /// Like [`Env::new`], but the main repository is `<tmp>/<parent>/ktrdr` and `HOME`
     /// is `<tmp>/<home>` (for odd characters in either).
     pub fn at(parent: &str, home: &str) -> Env {
-        Self::build(parent, home, "ktrdr")
+        Self::build(parent, home, "ktrdr", Names::Unique)
     }
 
-    fn build(parent: &str, home: &str, name: &str) -> Env {
+    fn build(parent: &str, home: &str, name: &str, names: Names) -> Env {
+        let tag = format!(
+            "t{}x{}",
+            std::process::id(),
+            ENVS.fetch_add(1, Ordering::Relaxed)
+        );
+        let (prefix, local_prod_id, config) = match names {
+            Names::Unique => {
+                let prefix = format!("ktrdr-{tag}--");
+                let local_prod_id = format!("ktrdr-prod-{tag}");
+                let config = format!(
+                    "# Docker-visible names unique to this test environment; everything\n\
+                     # else is the built-in ktrdr layout.\n\
+                     [project]\n\
+                     sandbox_prefix = \"{prefix}\"\n\
+                     \n\
+                     [local_prod]\n\
+                     dir = \"ktrdr-prod\"\n\
+                     id = \"{local_prod_id}\"\n"
+                );
+                (prefix, local_prod_id, Some(config))
+            }
+            Names::Layout => (format!("{name}--"), format!("{name}-prod"), None),
+        };
         let root = tempfile::tempdir().expect("tempdir");
         let home = root.path().join(home);
         std::fs::create_dir_all(&home).unwrap();
@@ -46,6 +105,9 @@ impl Env {
             home,
             main: dev.join(name),
             root,
+            tag,
+            prefix,
+            local_prod_id,
         };
         env.git(&origin, &["init", "-q", "--bare", "-b", "main"]);
         env.git(&dev, &["init", "-q", "-b", "main", "--", name]);
@@ -55,9 +117,43 @@ impl Env {
         );
         std::fs::write(env.main.join(".gitignore"), ".env.sandbox\n").unwrap();
         std::fs::write(env.main.join("README.md"), "hello\n").unwrap();
+        // Committed, so worktrees and local-prod clones have it too.
+        if let Some(config) = config {
+            std::fs::write(env.main.join("kinfra.toml"), config).unwrap();
+        }
         env.git(&env.main, &["add", "."]);
         env.git(&env.main, &["commit", "-q", "-m", "init"]);
         env
+    }
+
+    /// What this Env's sandbox ids and directory names start with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The instance id (and directory name) of the sandbox named `name` (slug-clean).
+    pub fn id_of(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The instance id of this Env's local-prod (its directory stays `ktrdr-prod`).
+    pub fn local_prod_id(&self) -> &str {
+        &self.local_prod_id
+    }
+
+    /// Whether the compose project `project` is one of this Env's instances.
+    pub fn owns_project(&self, project: &str) -> bool {
+        project.starts_with(&self.prefix) || project == self.local_prod_id
+    }
+
+    /// Whether a `doctor --json` finding is about a Docker project that is not this
+    /// Env's (another process's, or one that was on the engine before): not the test's
+    /// business.
+    pub fn is_foreign_finding(&self, finding: &serde_json::Value) -> bool {
+        finding["kind"] == "unregistered-docker-project"
+            && !finding["subject"]
+                .as_str()
+                .is_some_and(|p| self.owns_project(p))
     }
 
     /// The directory holding the main repository (and its sandboxes).
@@ -207,11 +303,6 @@ impl Run {
         );
         self
     }
-}
-
-/// The instance id kinfra derives from a (slug-clean) sandbox name.
-pub fn id_of(name: &str) -> String {
-    format!("ktrdr--{name}")
 }
 
 pub fn canon(p: &Path) -> PathBuf {

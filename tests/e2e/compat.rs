@@ -53,21 +53,22 @@ fn python(home: &Path, script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// What ktrdr's `save_registry` and `generate_env_file` write for a sandbox on slot 3,
-/// plus a top-level key from a later ktrdr (`slots`) that kinfra must keep.
+/// What ktrdr's `save_registry` and `generate_env_file` write for a sandbox (id
+/// `argv[4]`) on slot 3, plus a top-level key from a later ktrdr (`slots`) that kinfra
+/// must keep.
 const PY_WRITE_LEGACY: &str = r#"
-home, wt, main = sys.argv[1:4]
+home, wt, main, iid = sys.argv[1:5]
 reg_dir = Path(home) / ".ktrdr" / "sandbox"
 reg_dir.mkdir(parents=True, exist_ok=True)
 info = InstanceInfo(
-    instance_id="ktrdr--legacy", slot=3, path=wt,
+    instance_id=iid, slot=3, path=wt,
     created_at="2026-01-20T16:29:14.123456+00:00", is_worktree=True, parent_repo=main,
 )
 data = {
     "version": 1,
     "local_prod": None,
     "instances": {info.instance_id: asdict(info)},
-    "slots": {"3": {"holder": "ktrdr--legacy", "note": "caf\u00e9 \u2713"}, "free": [1, 2, 4.5, None, True]},
+    "slots": {"3": {"holder": iid, "note": "caf\u00e9 \u2713"}, "free": [1, 2, 4.5, None, True]},
 }
 with open(reg_dir / "instances.json", "w") as f:
     json.dump(data, f, indent=2)
@@ -118,21 +119,14 @@ if local_prod:
 print(json.dumps({"instances": sorted(instances), "local_prod": local_prod.instance_id if local_prod else None}))
 "#;
 
-/// A main repository plus `ktrdr--legacy`, a worktree made by hand and registered (slot
-/// 3) by "the Python tool".
-fn legacy_env() -> (Env, PathBuf) {
-    let env = Env::new();
-    let wt = env.sibling("ktrdr--legacy");
+/// `env` plus the sandbox `legacy-<tag>`, a worktree made by hand and registered (slot
+/// 3) by "the Python tool"; returns the worktree and the instance id.
+fn legacy_env(env: &Env) -> (PathBuf, String) {
+    let id = env.id_of(&format!("legacy-{}", env.tag));
+    let wt = env.sibling(&id);
     env.git(
         &env.main,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            "ktrdr--legacy",
-            wt.to_str().unwrap(),
-        ],
+        &["worktree", "add", "-q", "-b", &id, wt.to_str().unwrap()],
     );
     python(
         &env.home,
@@ -141,14 +135,17 @@ fn legacy_env() -> (Env, PathBuf) {
             env.home.to_str().unwrap(),
             wt.to_str().unwrap(),
             env.main.to_str().unwrap(),
+            &id,
         ],
     );
-    (env, wt)
+    (wt, id)
 }
 
-/// The `"ktrdr--legacy": {…}` block of a registry text.
-fn legacy_block(text: &str) -> &str {
-    let start = text.find("    \"ktrdr--legacy\": {").expect("legacy entry");
+/// The `"<id>": {…}` block of a registry text.
+fn legacy_block<'a>(text: &'a str, id: &str) -> &'a str {
+    let start = text
+        .find(&format!("    \"{id}\": {{"))
+        .expect("legacy entry");
     let end = start + text[start..].find("\n    }").expect("end of entry") + 6;
     &text[start..end]
 }
@@ -195,7 +192,8 @@ fn sourced(dir: &Path, var: &str) -> String {
 
 #[test]
 fn kinfra_lists_a_python_written_registry() {
-    let (env, wt) = legacy_env();
+    let env = Env::builtin();
+    let (wt, id) = legacy_env(&env);
     let before = std::fs::read(env.registry_path()).unwrap();
     let run = env.kinfra(&env.main, &["sandbox", "list", "--json"]);
     run.assert_code(0);
@@ -204,7 +202,7 @@ fn kinfra_lists_a_python_written_registry() {
     let items = v["instances"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{}", run.stdout);
     let e = &items[0];
-    assert_eq!(e["instance_id"], "ktrdr--legacy");
+    assert_eq!(e["instance_id"], id.as_str());
     assert_eq!(e["slot"], 3);
     assert_eq!(e["path"], wt.to_str().unwrap());
     assert_eq!(e["created_at"], "2026-01-20T16:29:14.123456+00:00");
@@ -213,7 +211,7 @@ fn kinfra_lists_a_python_written_registry() {
     assert_eq!(e["stale"], false);
     let run = env.kinfra(&env.main, &["sandbox", "list"]);
     run.assert_code(0);
-    assert!(run.stdout.contains("ktrdr--legacy"), "{}", run.stdout);
+    assert!(run.stdout.contains(&id), "{}", run.stdout);
     assert_eq!(
         std::fs::read(env.registry_path()).unwrap(),
         before,
@@ -223,7 +221,8 @@ fn kinfra_lists_a_python_written_registry() {
 
 #[test]
 fn kinfra_works_inside_a_python_made_sandbox() {
-    let (env, wt) = legacy_env();
+    let env = Env::builtin();
+    let (wt, id) = legacy_env(&env);
     let before = std::fs::read(env.registry_path()).unwrap();
     let sub = wt.join("deep/er");
     std::fs::create_dir_all(&sub).unwrap();
@@ -231,7 +230,7 @@ fn kinfra_works_inside_a_python_made_sandbox() {
         let run = env.kinfra(dir, &["env"]);
         run.assert_code(0);
         for line in [
-            "export INSTANCE_ID='ktrdr--legacy'",
+            &format!("export INSTANCE_ID='{id}'"),
             "export KTRDR_API_PORT='8003'",
             "export KTRDR_WORKER_PORT_4='5034'",
             "export SLOT_NUMBER='3'",
@@ -247,9 +246,11 @@ fn kinfra_works_inside_a_python_made_sandbox() {
 
 #[test]
 fn creating_beside_a_python_entry_keeps_it_and_the_format() {
-    let (env, _wt) = legacy_env();
+    // With a local-prod: names unique to this Env (`ktrdr-prod` may be taken on Docker).
+    let env = Env::new();
+    let (_wt, legacy) = legacy_env(&env);
     let original = env.registry_text();
-    let block = legacy_block(&original).to_string();
+    let block = legacy_block(&original, &legacy).to_string();
     let slots_before = env.registry()["slots"].clone();
 
     let second = env.create_sandbox("second");
@@ -258,14 +259,18 @@ fn creating_beside_a_python_entry_keeps_it_and_the_format() {
     assert!(
         text.starts_with("{\n  \"version\": 1,\n  \"local_prod\": null,\n  \"instances\": {\n")
     );
-    assert_eq!(legacy_block(&text), block, "the Python entry changed");
+    assert_eq!(
+        legacy_block(&text, &legacy),
+        block,
+        "the Python entry changed"
+    );
     let reg = env.registry();
     assert_eq!(reg["slots"], slots_before, "unknown top-level key lost");
     assert!(
         text.contains(r#""note": "caf\u00e9 \u2713""#),
         "non-ASCII not escaped as Python does:\n{text}"
     );
-    let new = &reg["instances"]["ktrdr--second"];
+    let new = &reg["instances"][env.id_of("second")];
     assert_eq!(new["slot"], 1, "lowest free slot");
     assert_eq!(
         std::fs::canonicalize(new["path"].as_str().unwrap()).unwrap(),
@@ -289,7 +294,7 @@ fn creating_beside_a_python_entry_keeps_it_and_the_format() {
     let run = env.kinfra(&env.main, &["local-prod", "create"]);
     run.assert_code(0);
     let text = env.registry_text();
-    assert_eq!(legacy_block(&text), block);
+    assert_eq!(legacy_block(&text, &legacy), block);
     assert_eq!(env.registry()["slots"], slots_before);
 
     let out = python(
@@ -298,29 +303,36 @@ fn creating_beside_a_python_entry_keeps_it_and_the_format() {
         &[env.registry_path().to_str().unwrap()],
     );
     let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let mut instances = [legacy, env.id_of("second")];
+    instances.sort();
     assert_eq!(
         seen,
-        serde_json::json!({"instances": ["ktrdr--legacy", "ktrdr--second"], "local_prod": "ktrdr-prod"})
+        serde_json::json!({"instances": instances, "local_prod": env.local_prod_id()})
     );
 }
 
 #[test]
 fn new_env_files_have_exactly_the_ktrdr_keys() {
-    let env = Env::new();
-    let sandbox = env.create_sandbox("fresh");
+    // The sandbox on the pure built-in layout (no kinfra.toml), named for this run.
+    let env = Env::builtin();
+    let name = format!("fresh-{}", env.tag);
+    let sandbox = env.create_sandbox(&name);
     let keys = env_keys(&sandbox.join(".env.sandbox"));
     assert_eq!(keys.len(), 20, "{keys:?}");
     assert_sorted_unique(&keys);
     assert_eq!(sourced(&sandbox, "KTRDR_API_PORT"), "8001");
     assert_eq!(sourced(&sandbox, "KTRDR_WORKER_PORT_4"), "5014");
-    assert_eq!(sourced(&sandbox, "INSTANCE_ID"), "ktrdr--fresh");
+    assert_eq!(sourced(&sandbox, "INSTANCE_ID"), env.id_of(&name));
     let created = sourced(&sandbox, "CREATED_AT");
     assert_eq!(
         created,
-        env.registry()["instances"]["ktrdr--fresh"]["created_at"]
+        env.registry()["instances"][env.id_of(&name)]["created_at"]
     );
 
-    let run = env.kinfra(&env.main, &["local-prod", "create"]);
+    // local-prod's id is fixed in the built-in layout (and may be taken on Docker):
+    // made in an Env whose names are its own; its env file has the same keys.
+    let prod_env = Env::new();
+    let run = prod_env.kinfra(&prod_env.main, &["local-prod", "create"]);
     run.assert_code(0);
     let prod = PathBuf::from(run.stdout.trim());
     let keys = env_keys(&prod.join(".env.sandbox"));
@@ -365,7 +377,10 @@ fn python_accepts_what_kinfra_writes_from_scratch() {
     let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         seen,
-        serde_json::json!({"instances": ["ktrdr--one", "ktrdr--two"], "local_prod": "ktrdr-prod"})
+        serde_json::json!({
+            "instances": [env.id_of("one"), env.id_of("two")],
+            "local_prod": env.local_prod_id()
+        })
     );
 }
 

@@ -8,8 +8,9 @@
 //! scripts/test.sh runs this module once per Compose (`KINFRA_COMPOSE=v1`, then `v2`).
 //!
 //! Isolation: every test has its own HOME; compose projects, external networks and
-//! volumes carry this test process's id (`t<pid>`, `…<pid>`) and a guard removes them
-//! even when an assertion fails; nothing else on the engine is touched. The ktrdr tests
+//! volumes carry this test process's id (`t<pid>`, `…<pid>`; ktrdr sandboxes also the
+//! Env's own prefix, `ktrdr-<tag>--`) and a guard removes them even when an assertion
+//! fails; nothing else on the engine is touched. The ktrdr tests
 //! publish slots 9 and 10 of the built-in layout (8009/8010, 5441/5442, … and automatic
 //! ports from 20090 and 20100), on 127.0.0.1 only, one test at a time. Other modules
 //! create ktrdr sandboxes expecting every slot's ports free, so scripts/test.sh runs
@@ -169,7 +170,7 @@ struct Sandbox {
 struct Lab {
     env: Env,
     main: PathBuf,
-    /// The layout's sandbox prefix (`ktrdr--`, `<project>--`).
+    /// The layout's sandbox prefix (the Env's `ktrdr-<tag>--`, `<project>--`).
     prefix: String,
     sandboxes: Vec<String>,
     networks: Vec<String>,
@@ -188,7 +189,8 @@ impl Lab {
         let lock = KTRDR_SLOTS.lock().unwrap_or_else(|p| p.into_inner());
         let env = Env::new();
         let main = env.main.clone();
-        let lab = Lab::around(env, main, "ktrdr--", test, Some(lock));
+        let prefix = env.prefix().to_string();
+        let lab = Lab::around(env, main, &prefix, test, Some(lock));
         lab.commit("docker-compose.sandbox.yml", compose);
         lab.kinfra(&lab.main, &["sandbox", "init-shared"])
             .assert_code(0);
@@ -200,7 +202,8 @@ impl Lab {
         require_docker();
         let env = Env::with_repo_name(name);
         let main = env.main.clone();
-        Lab::around(env, main, &format!("{name}--"), test, None)
+        let prefix = env.prefix().to_string();
+        Lab::around(env, main, &prefix, test, None)
     }
 
     fn around(
@@ -793,7 +796,7 @@ fn assert_create_refused(env: &Env, code: i32, needles: &[&str]) -> Run {
     let run = env.kinfra(&env.main, &["sandbox", "create", "x"]);
     assert_one_line_error(&run, code, needles);
     assert_eq!(snapshot(env), before, "a refused create changed something");
-    let project = format!("{}--x", env.main.file_name().unwrap().to_string_lossy());
+    let project = env.id_of("x");
     assert!(!env.sibling(&project).exists(), "the worktree was left");
     assert_eq!(containers(&project), vec![]);
     run

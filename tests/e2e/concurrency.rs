@@ -56,7 +56,7 @@ fn assert_consistent(env: &Env, names: &[String]) {
     assert_eq!(listed.len(), names.len() + 1, "{worktrees}");
     let mut slots = BTreeSet::new();
     for name in names {
-        let id = format!("ktrdr--{name}");
+        let id = env.id_of(name);
         let entry = &instances
             .get(&id)
             .unwrap_or_else(|| panic!("`{id}` is not registered"));
@@ -81,10 +81,7 @@ fn eight_concurrent_creates_all_get_their_own_slot() {
     for (name, run) in names.iter().zip(&runs) {
         assert_eq!(run.code, 0, "create {name} failed:\n{}", run.stderr);
         let path = PathBuf::from(run.stdout.trim());
-        assert_eq!(
-            path.file_name().unwrap().to_string_lossy(),
-            format!("ktrdr--{name}")
-        );
+        assert_eq!(path.file_name().unwrap().to_string_lossy(), env.id_of(name));
         assert!(path.join(".env.sandbox").is_file());
     }
     assert_consistent(&env, &names);
@@ -153,8 +150,8 @@ fn a_held_lock_times_out_and_changes_nothing() {
     assert!(run.stderr.contains("waiting"), "{}", run.stderr);
     assert!(run.stdout.trim().is_empty(), "{}", run.stdout);
     assert_eq!(std::fs::read(env.registry_path()).unwrap(), before);
-    assert!(!env.sibling("ktrdr--blocked").exists());
-    let branches = env.git(&env.main, &["branch", "--list", "ktrdr--blocked"]);
+    assert!(!env.sibling(&env.id_of("blocked")).exists());
+    let branches = env.git(&env.main, &["branch", "--list", &env.id_of("blocked")]);
     assert!(branches.trim().is_empty(), "{branches}");
 
     // Once released, the same command goes through.

@@ -62,8 +62,11 @@ fn crash(env: &Env, cwd: &Path, point: &str, args: &[&str]) -> (u32, Run) {
     (pid, run)
 }
 
-/// `doctor --json` (optionally `--fix`), parsed and shape-checked.
+/// `doctor --json` (optionally `--fix`), parsed and shape-checked; findings about
+/// Docker projects that are not the Env's are set aside (Docker is machine-wide).
 struct Doctor {
+    /// The exit code doctor gives for the Env's own findings (its real exit code is
+    /// checked against all of them).
     code: i32,
     findings: Vec<Value>,
     raw: String,
@@ -129,16 +132,21 @@ fn doctor(env: &Env, cwd: &Path, fix: bool) -> Doctor {
             assert!(f[key].is_boolean(), "finding lacks `{key}`: {f}");
         }
     }
-    let remaining = findings.iter().filter(|f| f["fixed"] == false).count();
+    let remaining = |fs: &[&Value]| fs.iter().filter(|f| f["fixed"] == false).count();
+    let all: Vec<&Value> = findings.iter().collect();
     assert_eq!(
         run.code,
-        i32::from(remaining > 0),
+        i32::from(remaining(&all) > 0),
         "doctor's exit code disagrees with its findings:\n{}",
         run.stdout
     );
+    let own: Vec<&Value> = findings
+        .iter()
+        .filter(|f| !env.is_foreign_finding(f))
+        .collect();
     Doctor {
-        code: run.code,
-        findings,
+        code: i32::from(remaining(&own) > 0),
+        findings: own.into_iter().cloned().collect(),
         raw: format!("{}\n{}", run.stdout, run.stderr),
     }
 }
@@ -291,7 +299,7 @@ struct Want<'a> {
 }
 
 fn sandbox_want(env: &Env, name: &str) -> (String, PathBuf) {
-    let id = format!("ktrdr--{name}");
+    let id = env.id_of(name);
     let path = env.sibling(&id);
     (id, path)
 }
@@ -337,11 +345,11 @@ fn assert_final(
     match local_prod {
         Some(p) => {
             let lp = &reg["local_prod"];
-            assert_eq!(lp["instance_id"], "ktrdr-prod", "{reg}");
+            assert_eq!(lp["instance_id"], env.local_prod_id(), "{reg}");
             assert_eq!(lp["slot"], 0);
             assert_eq!(lp["is_worktree"], false);
             assert_eq!(canon(Path::new(lp["path"].as_str().unwrap())), canon(p));
-            assert_env_file(p, "ktrdr-prod", 0);
+            assert_env_file(p, env.local_prod_id(), 0);
         }
         None => assert!(reg["local_prod"].is_null(), "{reg}"),
     }
@@ -570,7 +578,7 @@ fn registry_write_killed_before_rename_keeps_the_old_registry() {
     assert!(doc.kinds().is_empty(), "{}", doc.raw);
     let want = [
         Want {
-            id: "ktrdr--first",
+            id: &env.id_of("first"),
             path: first.clone(),
             is_worktree: true,
         },
@@ -599,7 +607,7 @@ fn registry_write_killed_before_rename_keeps_the_old_registry() {
     assert!(registry_temp_files(&env).is_empty());
     let want = [
         Want {
-            id: "ktrdr--first",
+            id: &env.id_of("first"),
             path: first,
             is_worktree: true,
         },
@@ -638,24 +646,26 @@ fn registry_write_killed_before_rename_keeps_the_old_registry() {
 #[test]
 fn init_after_env_file_is_reported_and_resumed() {
     let env = Env::new();
+    // The directory's basename is the instance id: unique to this Env.
+    let id = format!("plain-{}", env.tag);
     env.git(
         &env.dev(),
-        &["clone", "-q", env.main.to_str().unwrap(), "plain"],
+        &["clone", "-q", env.main.to_str().unwrap(), &id],
     );
-    let plain = env.sibling("plain");
+    let plain = env.sibling(&id);
     crash(&env, &plain, "init:after-env-file", &["sandbox", "init"]);
-    assert_env_file(&plain, "plain", 1);
-    assert!(!sandbox_ids(&registry(&env)).contains("plain"));
+    assert_env_file(&plain, &id, 1);
+    assert!(!sandbox_ids(&registry(&env)).contains(&id));
     // Run inside the checkout, doctor explains the stray env file.
     let doc = check_after_crash(&env, &plain);
-    let f = doc.find("unregistered-env-file", "plain");
+    let f = doc.find("unregistered-env-file", &id);
     assert!(f["fix"].as_str().unwrap().contains("sandbox init"), "{f}");
 
     let run = env.kinfra(&plain, &["sandbox", "init"]);
     run.assert_code(0);
     assert_eq!(count_resumes(&run, "init"), 1, "{}", run.stderr);
     let want = [Want {
-        id: "plain",
+        id: &id,
         path: plain.clone(),
         is_worktree: false,
     }];
@@ -704,7 +714,7 @@ fn local_prod_create_after_env_file_is_resumed() {
         "local-prod-create:after-env-file",
         &["local-prod", "create"],
     );
-    assert_env_file(&prod, "ktrdr-prod", 0);
+    assert_env_file(&prod, env.local_prod_id(), 0);
     assert!(registry(&env).is_none_or(|r| r["local_prod"].is_null()));
     let doc = check_after_crash(&env, &env.main);
     doc.find("unregistered-local-prod", "ktrdr-prod");
@@ -899,7 +909,7 @@ fn sandbox_destroy_after_files_is_finished_by_rerun_or_doctor_fix() {
         }
         assert!(branch_exists(&env, &id), "the branch is kept");
         let want = [Want {
-            id: "ktrdr--keep",
+            id: &env.id_of("keep"),
             path: keep,
             is_worktree: true,
         }];
@@ -924,7 +934,7 @@ fn local_prod_destroy_after_stop_is_finished_by_rerun() {
         "destroy:after-stop",
         &["local-prod", "destroy", "--yes"],
     );
-    assert_env_file(&prod, "ktrdr-prod", 0);
+    assert_env_file(&prod, env.local_prod_id(), 0);
     assert!(!env.registry()["local_prod"].is_null());
     check_after_crash(&env, &env.main).assert_clean();
 
@@ -933,7 +943,7 @@ fn local_prod_destroy_after_stop_is_finished_by_rerun() {
     assert!(prod.join(".git").is_dir(), "the clone is kept");
     assert!(!prod.join(".env.sandbox").exists());
     let want = [Want {
-        id: "ktrdr--s",
+        id: &env.id_of("s"),
         path: sandbox,
         is_worktree: true,
     }];
@@ -955,7 +965,7 @@ fn local_prod_destroy_after_files_is_finished_by_rerun() {
     assert!(!prod.join(".env.sandbox").exists());
     assert!(!env.registry()["local_prod"].is_null());
     let doc = check_after_crash(&env, &env.main);
-    doc.find("missing-env-file", "ktrdr-prod");
+    doc.find("missing-env-file", env.local_prod_id());
 
     env.kinfra(&env.main, &["local-prod", "destroy", "--yes"])
         .assert_code(0);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::exit;
-use crate::common::{Env, Run, canon, id_of, listed};
+use crate::common::{Env, Run, canon, listed};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process (it reaches Docker as a project name).
@@ -65,10 +65,10 @@ fn evaluated(env: &Env, dir: &Path, var: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// doctor finds nothing about this test's state (findings about other processes'
-/// Docker projects aside: Docker is machine-wide, HOME is not).
+/// doctor finds nothing about this test's state (findings about Docker projects that
+/// are not the Env's aside: Docker is machine-wide, HOME is not).
 #[track_caller]
-fn assert_doctor_clean(env: &Env, cwd: &Path, ours: &[&str]) {
+fn assert_doctor_clean(env: &Env, cwd: &Path) {
     let run = env.kinfra(cwd, &["doctor", "--json"]);
     let report: Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}\n{}", run.stdout, run.stderr));
@@ -76,9 +76,7 @@ fn assert_doctor_clean(env: &Env, cwd: &Path, ours: &[&str]) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| {
-            f["kind"] != "unregistered-docker-project" || ours.iter().any(|id| f["subject"] == *id)
-        })
+        .filter(|f| !env.is_foreign_finding(f))
         .collect();
     assert!(own.is_empty(), "doctor should be clean:\n{report:#}");
 }
@@ -102,7 +100,7 @@ fn restore_command(run: &Run) -> String {
 /// destroy from the sandbox; then destroy with uncommitted work and `--force`, and the
 /// printed restore command brings the work back.
 fn whole_flow(env: &Env, name: &str, branch: Option<&str>) {
-    let id = id_of(name);
+    let id = env.id_of(name);
     let parent = env.main.parent().unwrap().to_owned();
     let mut args = vec!["sandbox", "create", name];
     if let Some(b) = branch {
@@ -145,7 +143,7 @@ fn whole_flow(env: &Env, name: &str, branch: Option<&str>) {
     assert_eq!(evaluated(env, &sub, "KTRDR_SHARED_DIR"), shared);
     env.kinfra(&sub, &["url", "KTRDR_API_PORT"]).assert_code(0);
     std::fs::remove_dir(&sub).unwrap();
-    assert_doctor_clean(env, &env.main, &[&id]);
+    assert_doctor_clean(env, &env.main);
 
     // local-prod from the sandbox: a clone next to the main repository, on main.
     let run = env.kinfra(&sandbox, &["local-prod", "create"]);
@@ -153,7 +151,7 @@ fn whole_flow(env: &Env, name: &str, branch: Option<&str>) {
     let prod = PathBuf::from(run.stdout.trim());
     assert_eq!(canon(&prod), canon(&parent.join("ktrdr-prod")));
     assert_eq!(head_branch(env, &prod), "main");
-    assert_eq!(evaluated(env, &prod, "INSTANCE_ID"), "ktrdr-prod");
+    assert_eq!(evaluated(env, &prod, "INSTANCE_ID"), env.local_prod_id());
     assert_eq!(sourced(env, &prod, "KTRDR_SHARED_DIR"), shared);
     assert_eq!(
         canon(Path::new(
@@ -258,7 +256,7 @@ fn a_branch_starting_with_a_dash_is_refused_before_anything_changes() {
         let run = env.kinfra(&env.main, &["sandbox", "create", &name, branch]);
         run.assert_code(2);
         assert!(run.stdout.is_empty(), "{}", run.stdout);
-        assert!(!env.main.parent().unwrap().join(id_of(&name)).exists());
+        assert!(!env.main.parent().unwrap().join(env.id_of(&name)).exists());
         assert_eq!(env.registry_text(), "");
         let branches = env.git(
             &env.main,
@@ -274,7 +272,7 @@ fn a_branch_starting_with_a_dash_is_refused_before_anything_changes() {
 fn env_file_is_shell_sourceable_when_home_has_a_space_and_a_quote() {
     let env = Env::at("dev", "home dir/it's \"q\" $HOME");
     let name = uniq("home");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let shared = env.home.join(".ktrdr/shared").display().to_string();
     assert!(
@@ -301,7 +299,7 @@ fn env_file_is_shell_sourceable_when_home_has_a_space_and_a_quote() {
         assert_eq!(evaluated(&env, &sandbox, var), want, "{var}");
     }
     assert_eq!(sourced(&env, &sandbox, "INSTANCE_ID"), id);
-    assert_doctor_clean(&env, &env.main, &[&id]);
+    assert_doctor_clean(&env, &env.main);
 
     let run = env.kinfra(&env.main, &["local-prod", "create"]);
     run.assert_code(0);

@@ -101,7 +101,7 @@ fn listed_slots(list: &serde_json::Value) -> Vec<(String, u64)> {
     out
 }
 
-/// A main repository under a non-ASCII directory, a sandbox `ktrdr--first` on slot 3,
+/// A main repository under a non-ASCII directory, a sandbox `first` on slot 3,
 /// and the registry turned into ktrdr's version 2 (pool slot 1 claimed by a
 /// non-ASCII path, slot 2 free). Returns the environment and the file's bytes.
 fn v2_env() -> (Env, Vec<u8>) {
@@ -174,10 +174,11 @@ fn create_and_destroy_keep_ktrdrs_version_2_file() {
     python(PY_CHECK_V2, &[registry.to_str().unwrap()]);
     assert_eq!(slots_text(&text), slots_text(&original_text));
     let reg: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(reg["instances"]["ktrdr--second"]["slot"], 2);
-    assert_eq!(reg["instances"]["ktrdr--first"]["slot"], 3);
+    assert_eq!(reg["instances"][env.id_of("second")]["slot"], 2);
+    assert_eq!(reg["instances"][env.id_of("first")]["slot"], 3);
     assert!(
-        text.contains("\"path\": \"") && text.contains("d\\u00e9v/ktrdr--second\""),
+        text.contains("\"path\": \"")
+            && text.contains(&format!("d\\u00e9v/{}\"", env.id_of("second"))),
         "the new entry's non-ASCII path is escaped as Python does: {text}"
     );
 
@@ -185,10 +186,7 @@ fn create_and_destroy_keep_ktrdrs_version_2_file() {
     assert_eq!(list["schema_version"], 1);
     assert_eq!(
         listed_slots(&list),
-        [
-            ("ktrdr--first".to_string(), 3),
-            ("ktrdr--second".to_string(), 2)
-        ]
+        [(env.id_of("first"), 3), (env.id_of("second"), 2)]
     );
 
     env.kinfra(&second, &["sandbox", "destroy", "--yes"])
@@ -210,12 +208,12 @@ fn a_newer_registry_is_read_but_never_written() {
     std::fs::write(&registry, &v3).unwrap();
 
     let list = list_json(&env);
-    assert_eq!(listed_slots(&list), [("ktrdr--first".to_string(), 3)]);
+    assert_eq!(listed_slots(&list), [(env.id_of("first"), 3)]);
 
     let run = env.kinfra(&env.main, &["sandbox", "create", "third"]);
     run.assert_code(exit::REFUSED)
         .assert_stderr_contains("newer");
-    assert!(!env.sibling("ktrdr--third").exists(), "{run:?}");
+    assert!(!env.sibling(&env.id_of("third")).exists(), "{run:?}");
     assert_unchanged(&registry, v3.as_bytes());
     assert_eq!(strangers_beside(&registry), Vec::<String>::new());
 }
@@ -226,13 +224,23 @@ fn a_newer_registry_is_read_but_never_written() {
 fn doctor_fix_never_moves_a_version_2_file_aside() {
     let (env, original) = v2_env();
     let registry = env.registry_path();
-    // Exit 1 only for findings outside this test (other `ktrdr--*` Docker projects).
+    // Every finding of this test's own is fixed; exit 1 only for findings about Docker
+    // projects that are not the Env's.
     let doctor_fix = || {
-        let run: Run = env.kinfra(&env.main, &["doctor", "--fix"]);
+        let run: Run = env.kinfra(&env.main, &["doctor", "--fix", "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("`doctor --fix --json` printed no JSON ({e}): {run:?}"));
+        let unfixed: Vec<&serde_json::Value> = report["findings"]
+            .as_array()
+            .expect("findings is a list")
+            .iter()
+            .filter(|f| f["fixed"] == false)
+            .collect();
         assert!(
-            run.code == 0 || run.code == exit::FAILURE,
-            "doctor --fix: {run:?}"
+            unfixed.iter().all(|f| env.is_foreign_finding(f)),
+            "doctor --fix left findings of this test: {run:?}"
         );
+        run.assert_code(if unfixed.is_empty() { 0 } else { exit::FAILURE });
         assert!(
             !run.stderr.contains("corrupt") && !run.stdout.contains("corrupt"),
             "a version-2 file is not corrupt: {run:?}"
@@ -243,8 +251,8 @@ fn doctor_fix_never_moves_a_version_2_file_aside() {
     assert_unchanged(&registry, &original);
     assert_eq!(strangers_beside(&registry), Vec::<String>::new());
 
-    // `ktrdr--first`'s directory is gone: its entry is stale and doctor drops it.
-    std::fs::remove_dir_all(env.sibling("ktrdr--first")).unwrap();
+    // `first`'s directory is gone: its entry is stale and doctor drops it.
+    std::fs::remove_dir_all(env.sibling(&env.id_of("first"))).unwrap();
     let run = doctor_fix();
     let text = std::fs::read_to_string(&registry).unwrap();
     assert!(

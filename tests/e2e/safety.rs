@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::exit;
-use crate::common::{Env, LabelledVolume, Run, branch_exists, canon, docker, id_of, worktrees};
+use crate::common::{Env, LabelledVolume, Run, branch_exists, canon, docker, worktrees};
 use serde_json::Value;
 
 const SIX_FIELDS: [&str; 6] = [
@@ -182,7 +182,7 @@ fn scenario1_local_prod_create_from_a_sandbox_makes_a_clone_on_main() {
     let reg = env.registry();
     let lp = &reg["local_prod"];
     assert_six_fields(lp);
-    assert_eq!(lp["instance_id"], "ktrdr-prod");
+    assert_eq!(lp["instance_id"], env.local_prod_id());
     assert_eq!(lp["slot"], 0);
     assert_eq!(lp["is_worktree"], false);
     assert_eq!(
@@ -196,7 +196,7 @@ fn scenario1_local_prod_create_from_a_sandbox_makes_a_clone_on_main() {
     );
     assert!(lp["created_at"].as_str().unwrap().ends_with("+00:00"));
     // The sandbox is still registered as before.
-    assert_six_fields(&sandbox_entry(&env, &id_of(&name)));
+    assert_six_fields(&sandbox_entry(&env, &env.id_of(&name)));
 }
 
 // ---------------------------------------------------------------------------
@@ -207,7 +207,7 @@ fn scenario1_local_prod_create_from_a_sandbox_makes_a_clone_on_main() {
 fn scenario2_local_prod_destroy_from_a_sandbox_leaves_the_sandbox_untouched() {
     let env = Env::new();
     let name = uniq("lp-keep");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let prod = create_local_prod(&env, &sandbox);
     make_dirty(&sandbox);
@@ -282,7 +282,7 @@ fn local_prod_destroy_from_a_sandbox_without_local_prod_changes_nothing() {
 fn scenario3_local_prod_destroy_from_the_local_prod_directory() {
     let env = Env::new();
     let name = uniq("lp-self");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let prod = create_local_prod(&env, &env.main);
     let sandbox_files = snapshot(&sandbox);
@@ -317,7 +317,11 @@ fn local_prod_dry_run_changes_nothing() {
 
     let run = env.kinfra(&env.main, &["local-prod", "destroy", "--dry-run"]);
     run.assert_code(0);
-    assert!(run.stdout.contains("ktrdr-prod"), "stdout:\n{}", run.stdout);
+    assert!(
+        run.stdout.contains(env.local_prod_id()),
+        "stdout:\n{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("unregister"), "stdout:\n{}", run.stdout);
     assert_eq!(env.registry_text(), reg_before);
     assert_eq!(snapshot(&prod), files_before);
@@ -342,7 +346,7 @@ impl World {
         let sandbox = env.create_sandbox(&name);
         let prod = create_local_prod(&env, &env.main);
         World {
-            id: id_of(&name),
+            id: env.id_of(&name),
             env,
             sandbox,
             prod,
@@ -417,7 +421,7 @@ fn sandbox_destroy_where_env_file_disagrees_with_registry_is_refused() {
     let text = std::fs::read_to_string(&env_file).unwrap();
     let changed = text.replace(
         &format!("INSTANCE_ID={}", w.id),
-        "INSTANCE_ID=ktrdr--someone-else",
+        &format!("INSTANCE_ID={}", w.env.id_of("someone-else")),
     );
     assert_ne!(text, changed);
     std::fs::write(&env_file, changed).unwrap();
@@ -432,7 +436,7 @@ fn sandbox_destroy_where_env_file_disagrees_with_registry_is_refused() {
 fn dirty_sandbox_is_refused_then_rescued_with_force() {
     let env = Env::new();
     let name = uniq("dirty");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     make_dirty(&sandbox);
     let files_before = snapshot(&sandbox);
@@ -516,7 +520,7 @@ fn dirty_sandbox_is_refused_then_rescued_with_force() {
 fn rescue_excludes_the_env_file_even_when_it_is_not_ignored() {
     let env = Env::new();
     let name = uniq("unignored");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     // Stop ignoring the env file in the sandbox (a tracked modification).
     std::fs::write(sandbox.join(".gitignore"), "*.log\n").unwrap();
@@ -558,7 +562,7 @@ fn ignored_files_do_not_make_a_sandbox_dirty() {
 fn clean_sandbox_destroyed_by_name_from_the_main_repository() {
     let env = Env::new();
     let name = uniq("byname");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let other = env.create_sandbox(&uniq("bystander"));
     let other_before = snapshot(&other);
@@ -573,7 +577,7 @@ fn clean_sandbox_destroyed_by_name_from_the_main_repository() {
     // Nothing else touched.
     assert_eq!(snapshot(&other), other_before);
     assert_eq!(snapshot(&env.main), main_before);
-    assert!(env.registry()["instances"][id_of(&uniq("bystander"))].is_object());
+    assert!(env.registry()["instances"][env.id_of(&uniq("bystander"))].is_object());
 
     // Again: not registered any more.
     let run = env.kinfra(&env.main, &["sandbox", "destroy", &name, "--yes"]);
@@ -588,7 +592,10 @@ fn sandbox_destroy_by_name_refuses_local_prod() {
     let prod = create_local_prod(&env, &env.main);
     let reg_before = env.registry_text();
     for flag in ["--yes", "--force"] {
-        let run = env.kinfra(&env.main, &["sandbox", "destroy", "ktrdr-prod", flag]);
+        let run = env.kinfra(
+            &env.main,
+            &["sandbox", "destroy", env.local_prod_id(), flag],
+        );
         run.assert_code(exit::NOT_FOUND)
             .assert_stderr_contains("local-prod destroy");
         assert_eq!(env.registry_text(), reg_before);
@@ -600,7 +607,7 @@ fn sandbox_destroy_by_name_refuses_local_prod() {
 fn sandbox_destroy_of_this_instance_from_a_subdirectory() {
     let env = Env::new();
     let name = uniq("here");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let sub = sandbox.join("a/b");
     std::fs::create_dir_all(&sub).unwrap();
@@ -638,7 +645,7 @@ fn sandbox_without_prompt_or_yes_is_refused() {
 fn destroy_finishes_after_a_crash_between_worktree_removal_and_unregistering() {
     let env = Env::new();
     let name = uniq("crash");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     env.git(
         &env.main,
@@ -668,7 +675,7 @@ fn destroy_finishes_after_a_crash_between_worktree_removal_and_unregistering() {
 fn destroy_prunes_a_worktree_whose_directory_vanished() {
     let env = Env::new();
     let name = uniq("vanished");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let sandbox_canon = canon(&sandbox);
     std::fs::remove_dir_all(&sandbox).unwrap();
@@ -698,7 +705,7 @@ fn destroy_prunes_a_worktree_whose_directory_vanished() {
 fn keep_worktree_leaves_the_directory_and_removes_the_env_file() {
     let env = Env::new();
     let name = uniq("keep");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     make_dirty(&sandbox);
     let mut before = snapshot(&sandbox);
@@ -725,7 +732,7 @@ fn keep_worktree_leaves_the_directory_and_removes_the_env_file() {
 fn docker_unreachable_refuses_without_force_and_proceeds_with_it() {
     let env = Env::new();
     let name = uniq("nodocker");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let files_before = snapshot(&sandbox);
     let reg_before = env.registry_text();
@@ -769,7 +776,7 @@ fn docker_unreachable_local_prod_destroy_refuses_without_force() {
 fn a_registered_path_replaced_by_a_symlink_is_never_deleted_through() {
     let env = Env::new();
     let name = uniq("link");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     std::fs::write(sandbox.join("work.txt"), "keep me\n").unwrap();
     let moved = env.sibling(&format!("moved-{name}"));
@@ -841,8 +848,8 @@ fn destroy_all_destroys_every_sandbox_but_never_local_prod() {
     );
     assert_eq!(snapshot(&prod), prod_before);
     assert!(prod.join(".env.sandbox").is_file());
-    assert!(branch_exists(&env, &env.main, &id_of(&a)));
-    assert!(branch_exists(&env, &env.main, &id_of(&b)));
+    assert!(branch_exists(&env, &env.main, &env.id_of(&a)));
+    assert!(branch_exists(&env, &env.main, &env.id_of(&b)));
     assert_eq!(worktrees(&env, &env.main), vec![canon(&env.main)]);
 }
 
@@ -871,7 +878,7 @@ fn destroy_all_with_one_dirty_sandbox_refuses_everything_without_force() {
 fn destroy_removes_its_own_volumes_and_leaves_other_projects_alone() {
     let env = Env::new();
     let name = uniq("vol");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
 
     let mut vols = Volumes(Vec::new());
@@ -947,7 +954,7 @@ fn a_plain_directory_at_a_stale_registered_path_is_not_deleted() {
 fn a_registry_entry_pointing_at_the_main_repository_never_deletes_it() {
     let env = Env::new();
     let name = uniq("at-main");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     set_entry_field(&env, &id, "path", Value::from(env.main.to_str().unwrap()));
     std::fs::write(env.main.join("uncommitted.txt"), "main work\n").unwrap();
@@ -968,7 +975,7 @@ fn a_registry_entry_pointing_at_the_main_repository_never_deletes_it() {
 fn a_registry_entry_pointing_at_a_clone_never_deletes_it() {
     let env = Env::new();
     let name = uniq("at-clone");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     env.create_sandbox(&name);
     let prod = create_local_prod(&env, &env.main);
     set_entry_field(&env, &id, "path", Value::from(prod.to_str().unwrap()));
@@ -1025,7 +1032,7 @@ fn a_corrupt_registry_stops_destroy_and_is_not_rewritten() {
 fn dry_run_with_force_on_a_dirty_sandbox_changes_nothing() {
     let env = Env::new();
     let name = uniq("dry-force");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     make_dirty(&sandbox);
     let before = snapshot(&sandbox);
@@ -1050,7 +1057,7 @@ fn dry_run_with_force_on_a_dirty_sandbox_changes_nothing() {
 fn staged_only_changes_are_refused_and_rescued() {
     let env = Env::new();
     let name = uniq("staged");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     std::fs::write(sandbox.join("staged.txt"), "staged\n").unwrap();
     env.git(&sandbox, &["add", "staged.txt"]);

@@ -8,7 +8,8 @@
 //! Isolation: every test has its own HOME (so its own kinfra registry), its own
 //! explicit slots (host ports are shared by every process on the machine, so two tests
 //! never use one slot at the same time: a per-slot lock serializes the few that share
-//! one), and compose project names unique to this test process (`hello--t<pid>-…`).
+//! one), and compose project names unique to this test process (`hello--t<pid>-…`,
+//! local-prod `hello-prod-<Env tag>`).
 //! A guard destroys every instance a test made, and removes by label whatever is left,
 //! even when an assertion fails.
 
@@ -24,7 +25,6 @@ use crate::common::{Env, Run};
 
 const IMAGE: &str = "kinfra-test/busybox:latest";
 const LABEL: &str = "com.docker.compose.project";
-const LOCAL_PROD_ID: &str = "hello-prod";
 /// Slot n publishes 47100 + 10n .. +3 (API, DB, WORKER_1, WORKER_2); slot 0 is local-prod.
 const PORT_BASE: u16 = 47100;
 
@@ -267,7 +267,9 @@ struct Stack {
     main: PathBuf,
     tag: String,
     sandboxes: Vec<String>,
-    /// Set once this test may have made hello-prod (it checked nothing else had).
+    /// local-prod's instance id (its directory stays `<dev>/hello-prod`).
+    local_prod_id: String,
+    /// Set once this test may have made local-prod (it checked nothing else had).
     local_prod: bool,
     started: Instant,
     _locks: Vec<MutexGuard<'static, ()>>,
@@ -297,6 +299,14 @@ impl Stack {
             std::fs::copy(example.join(f), main.join(f))
                 .unwrap_or_else(|e| panic!("copy {f} from {}: {e}", example.display()));
         }
+        // local-prod's id reaches Docker: unique to this Env, not the example's.
+        let local_prod_id = format!("hello-prod-{}", env.tag);
+        let toml = main.join("kinfra.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        let fixed = "id = \"hello-prod\"\n";
+        assert_eq!(text.matches(fixed).count(), 1, "{text}");
+        let text = text.replace(fixed, &format!("id = \"{local_prod_id}\"\n"));
+        std::fs::write(&toml, text).unwrap();
         std::fs::write(main.join(".gitignore"), ".env.sandbox\n").unwrap();
         env.git(&main, &["init", "-q", "-b", "main"]);
         env.git(&main, &["add", "."]);
@@ -306,6 +316,7 @@ impl Stack {
             main,
             tag: format!("t{}-{test}", std::process::id()),
             sandboxes: Vec::new(),
+            local_prod_id,
             local_prod: false,
             started: Instant::now(),
             _locks: locks,
@@ -358,18 +369,15 @@ impl Stack {
         run
     }
 
-    /// Check before making local-prod that nothing of a foreign hello-prod exists (its
+    /// Check before making local-prod that nothing of a foreign one exists (its
     /// leftovers would block `local-prod create`; they are not ours to remove), then
     /// arm the cleanup for it.
     fn claim_local_prod(&mut self) {
-        let res = (
-            containers(LOCAL_PROD_ID),
-            volumes(LOCAL_PROD_ID),
-            networks(LOCAL_PROD_ID),
-        );
+        let id = &self.local_prod_id;
+        let res = (containers(id), volumes(id), networks(id));
         assert!(
             res.0.is_empty() && res.1.is_empty() && res.2.is_empty(),
-            "Docker already holds resources of `{LOCAL_PROD_ID}` that this test did not make \
+            "Docker already holds resources of `{id}` that this test did not make \
              (containers {:?}, volumes {:?}, networks {:?}); remove them and rerun",
             res.0,
             res.1,
@@ -417,7 +425,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         if self.local_prod {
             let _ = self.kinfra(&self.main, &["local-prod", "destroy", "--force"]);
-            purge(LOCAL_PROD_ID);
+            purge(&self.local_prod_id);
         }
         for id in &self.sandboxes {
             let _ = self.kinfra(&self.main, &["sandbox", "destroy", id, "--force"]);
@@ -590,10 +598,11 @@ fn local_prod_lifecycle_leaves_the_sandbox_alone() {
     let run = st.kinfra(&sb.path, &["local-prod", "create"]);
     run.assert_code(0);
     let prod = st.env.dev().join("hello-prod");
+    let lp = st.local_prod_id.as_str();
     assert_eq!(PathBuf::from(run.stdout.trim()), prod);
     assert!(prod.join("docker-compose.yml").is_file());
     assert!(prod.join("kinfra.toml").is_file());
-    assert_eq!(st.registry()["local_prod"]["instance_id"], LOCAL_PROD_ID);
+    assert_eq!(st.registry()["local_prod"]["instance_id"], lp);
 
     let t = Instant::now();
     st.kinfra(&prod, &["local-prod", "up", "--timeout", "60"])
@@ -602,27 +611,22 @@ fn local_prod_lifecycle_leaves_the_sandbox_alone() {
         "local-prod up in {:.1}s",
         t.elapsed().as_secs_f64()
     ));
-    assert_eq!(container_of(LOCAL_PROD_ID, "extra").state, "running");
-    assert_eq!(
-        running(LOCAL_PROD_ID).len(),
-        5,
-        "{:?}",
-        containers(LOCAL_PROD_ID)
-    );
+    assert_eq!(container_of(lp, "extra").state, "running");
+    assert_eq!(running(lp).len(), 5, "{:?}", containers(lp));
     assert_health_ok(PORT_BASE);
 
     st.log("local-prod checked");
     st.kinfra(&prod, &["local-prod", "down"]).assert_code(0);
     st.log("local-prod down");
     assert_eq!(
-        running(LOCAL_PROD_ID),
+        running(lp),
         vec![],
         "down must stop the profile-only service too"
     );
 
     st.kinfra(&prod, &["local-prod", "up", "--timeout", "60"])
         .assert_code(0);
-    assert_eq!(container_of(LOCAL_PROD_ID, "extra").state, "running");
+    assert_eq!(container_of(lp, "extra").state, "running");
 
     let sandbox_before = containers(&sb.id);
     assert_eq!(sandbox_before.len(), 4);
@@ -630,17 +634,9 @@ fn local_prod_lifecycle_leaves_the_sandbox_alone() {
     let run = st.kinfra(&sb.path, &["local-prod", "destroy", "--yes"]);
     run.assert_code(0);
     st.log("local-prod destroyed");
-    assert_eq!(
-        containers(LOCAL_PROD_ID),
-        vec![],
-        "local-prod containers left"
-    );
-    assert_eq!(volumes(LOCAL_PROD_ID), Vec::<String>::new(), "volumes left");
-    assert_eq!(
-        networks(LOCAL_PROD_ID),
-        Vec::<String>::new(),
-        "networks left"
-    );
+    assert_eq!(containers(lp), vec![], "local-prod containers left");
+    assert_eq!(volumes(lp), Vec::<String>::new(), "volumes left");
+    assert_eq!(networks(lp), Vec::<String>::new(), "networks left");
     assert!(st.registry()["local_prod"].is_null());
 
     // The sandbox is untouched: the same containers, still running, still registered.
@@ -841,6 +837,7 @@ fn secrets_reach_compose_only_through_the_environment() {
 
     // local-prod refuses to start without its secrets, before touching Docker.
     st.claim_local_prod();
+    let lp = st.local_prod_id.as_str();
     let prod = PathBuf::from(
         st.kinfra(&sb.path, &["local-prod", "create"])
             .assert_code(0)
@@ -852,7 +849,7 @@ fn secrets_reach_compose_only_through_the_environment() {
     run.assert_stderr_contains("cannot load secrets for local-prod");
     run.assert_stderr_contains("--no-secrets");
     assert!(
-        containers(LOCAL_PROD_ID).is_empty(),
+        containers(lp).is_empty(),
         "local-prod started without its secrets"
     );
     let run = st.kinfra_with(
@@ -861,7 +858,7 @@ fn secrets_reach_compose_only_through_the_environment() {
         &[("PATH", &path_with_op)],
     );
     run.assert_code(0);
-    let backend = container_of(LOCAL_PROD_ID, "backend");
+    let backend = container_of(lp, "backend");
     let seen = docker_ok(&[
         "exec",
         &backend.id,

@@ -11,9 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::exit;
-use crate::common::{
-    Env, LabelledVolume as Volume, Run, branch_exists, canon, id_of, listed, worktrees,
-};
+use crate::common::{Env, LabelledVolume as Volume, Run, branch_exists, canon, listed, worktrees};
 use serde_json::Value;
 
 /// A sandbox name unique to this test process.
@@ -46,20 +44,14 @@ fn doctor(env: &Env, cwd: &Path, args: &[&str]) -> (Run, Value) {
     (run, report)
 }
 
-/// A finding about another process's Docker project (Docker is machine-wide; this
-/// test's HOME is not).
-fn is_foreign(finding: &Value, ours: &[&str]) -> bool {
-    finding["kind"] == "unregistered-docker-project"
-        && !ours.iter().any(|id| finding["subject"] == *id)
-}
-
-/// The findings of a report that concern this test (`ours`: its Docker project names).
-fn own_findings(report: &Value, ours: &[&str]) -> Vec<Value> {
+/// The findings of a report that concern this test: not those about Docker projects
+/// that are not the Env's (Docker is machine-wide; this test's HOME is not).
+fn own_findings(env: &Env, report: &Value) -> Vec<Value> {
     report["findings"]
         .as_array()
         .expect("findings array")
         .iter()
-        .filter(|f| !is_foreign(f, ours))
+        .filter(|f| !env.is_foreign_finding(f))
         .cloned()
         .collect()
 }
@@ -81,12 +73,12 @@ fn finding(report: &Value, kind: &str, subject: &str) -> Value {
     found[0].clone()
 }
 
-/// doctor finds nothing about this test's state: exit 0, unless other processes'
-/// Docker projects are around, which are then the only findings left.
+/// doctor finds nothing about this test's state: exit 0, unless Docker projects that
+/// are not the Env's are around, which are then the only findings left.
 #[track_caller]
-fn assert_doctor_clean(env: &Env, cwd: &Path, ours: &[&str]) {
+fn assert_doctor_clean(env: &Env, cwd: &Path) {
     let (run, report) = doctor(env, cwd, &[]);
-    let own = own_findings(&report, ours);
+    let own = own_findings(env, &report);
     assert!(own.is_empty(), "doctor should be clean:\n{report:#}");
     let foreign = report["findings"].as_array().unwrap().len();
     assert_eq!(report["remaining"], foreign, "{report:#}");
@@ -119,7 +111,7 @@ fn remove_entry_by_hand(env: &Env, id: &str) {
 fn stale_entry_after_rm_rf_is_reported_by_list_and_fixed_by_doctor() {
     let env = Env::new();
     let name = uniq("stale");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let sandbox_canon = canon(&sandbox);
     std::fs::remove_dir_all(&sandbox).unwrap();
@@ -173,7 +165,7 @@ fn stale_entry_after_rm_rf_is_reported_by_list_and_fixed_by_doctor() {
         "the branch must be kept"
     );
 
-    assert_doctor_clean(&env, &env.main, &[&id]);
+    assert_doctor_clean(&env, &env.main);
 }
 
 /// Upstream bug: a sandbox deleted by hand and dropped from the registry freed its slot
@@ -186,7 +178,7 @@ fn stale_entry_after_rm_rf_is_reported_by_list_and_fixed_by_doctor() {
 fn slot_reuse_after_manual_delete_with_surviving_volumes_is_refused() {
     let env = Env::new();
     let name = uniq("upvol");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let volume = Volume::create(&id, &format!("{id}_data"));
     std::fs::remove_dir_all(&sandbox).unwrap();
@@ -256,7 +248,7 @@ fn slot_reuse_after_manual_delete_with_surviving_volumes_is_refused() {
 fn env_file_deleted_from_worktree_is_regenerated_by_doctor_fix() {
     let env = Env::new();
     let name = uniq("noenv");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let file = sandbox.join(".env.sandbox");
     let original = std::fs::read(&file).unwrap();
@@ -292,7 +284,7 @@ fn env_file_deleted_from_worktree_is_regenerated_by_doctor_fix() {
     );
     assert_eq!(env.registry_text(), reg_before);
     env.kinfra(&sandbox, &["env"]).assert_code(0);
-    assert_doctor_clean(&env, &env.main, &[&id]);
+    assert_doctor_clean(&env, &env.main);
 
     assert!(
         unclear.is_empty(),
@@ -354,7 +346,7 @@ fn registry_corruption_is_never_treated_as_empty() {
     }
     assert!(sa.join(".env.sandbox").is_file() && sb.join(".env.sandbox").is_file());
     assert!(prod.join(".env.sandbox").is_file());
-    assert!(!env.sibling("ktrdr--newer").exists());
+    assert!(!env.sibling(&env.id_of("newer")).exists());
 
     // doctor: reports, writes nothing.
     let (run, report) = doctor(&env, &env.main, &[]);
@@ -386,7 +378,7 @@ fn registry_corruption_is_never_treated_as_empty() {
     assert_eq!(std::fs::read(&backups[0]).unwrap(), truncated);
 
     let rebuilt = env.registry();
-    for id in [id_of(&a), id_of(&b)] {
+    for id in [env.id_of(&a), env.id_of(&b)] {
         let (old, new) = (&good["instances"][&id], &rebuilt["instances"][&id]);
         assert!(new.is_object(), "`{id}` not rebuilt:\n{rebuilt:#}");
         for field in ["slot", "created_at", "is_worktree"] {
@@ -417,7 +409,7 @@ fn registry_corruption_is_never_treated_as_empty() {
     env.kinfra(&sa, &["env"]).assert_code(0);
     env.kinfra(&prod, &["local-prod", "status", "--json"])
         .assert_code(0);
-    assert_doctor_clean(&env, &env.main, &[&id_of(&a), &id_of(&b), "ktrdr-prod"]);
+    assert_doctor_clean(&env, &env.main);
 }
 
 /// The same upstream bug by another road: `doctor --fix` run where it cannot see any
@@ -429,7 +421,7 @@ fn registry_corruption_is_never_treated_as_empty() {
 fn corrupt_registry_is_not_rebuilt_empty_from_outside_a_checkout() {
     let env = Env::new();
     let name = uniq("outside");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     let text = env.registry_text();
     let truncated = text.as_bytes()[..text.len() / 2].to_vec();
@@ -461,7 +453,7 @@ fn corrupt_registry_is_not_rebuilt_empty_from_outside_a_checkout() {
 fn worktree_without_env_file_is_reported() {
     let env = Env::new();
     let name = uniq("manual");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let dir = env.sibling(&id);
     env.git(&env.main, &["worktree", "add", "-q", dir.to_str().unwrap()]);
     let reg_before = env.registry_text();
@@ -501,7 +493,7 @@ fn worktree_without_env_file_is_reported() {
     assert_eq!(canon(Path::new(run.stdout.trim())), canon(&dir));
     assert!(env.registry()["instances"][&id].is_object());
     assert!(dir.join(".env.sandbox").is_file());
-    assert_doctor_clean(&env, &env.main, &[&id]);
+    assert_doctor_clean(&env, &env.main);
 }
 
 /// Upstream gap: ktrdr lost uncommitted work outright; kinfra keeps it as rescue refs,
@@ -511,7 +503,7 @@ fn worktree_without_env_file_is_reported() {
 fn doctor_never_deletes_rescues_and_prune_is_explicit() {
     let env = Env::new();
     let name = uniq("rescue");
-    let id = id_of(&name);
+    let id = env.id_of(&name);
     let sandbox = env.create_sandbox(&name);
     std::fs::write(sandbox.join("work.txt"), "uncommitted\n").unwrap();
     env.kinfra(&env.main, &["sandbox", "destroy", &name, "--force"])
@@ -524,7 +516,7 @@ fn doctor_never_deletes_rescues_and_prune_is_explicit() {
     // Ages are whole seconds: make the rescue older than 0 days' worth of seconds.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // doctor, even with --fix, never touches a rescue.
-    assert_doctor_clean(&env, &env.main, &[&id]);
+    assert_doctor_clean(&env, &env.main);
     doctor(&env, &env.main, &["--fix"]);
     assert_eq!(rescue_refs(&env, &env.main), vec![rescue.as_str()]);
 
