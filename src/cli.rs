@@ -46,6 +46,8 @@ pub enum Command {
     Config(commands::config::ConfigCommand),
     /// Compare registry, directories, env files, git and Docker; repair what is safe.
     Doctor(commands::doctor::Args),
+    /// Stop (never delete) sandboxes that nothing used for a while.
+    Reap(commands::reap::Args),
     /// The work `destroy --rescue` kept: list it, put it back, prune it.
     #[command(subcommand)]
     Rescue(commands::rescue::RescueCommand),
@@ -143,6 +145,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),
         Command::Rescue(c) => commands::rescue::run(&ctx, &c),
+        Command::Reap(a) => commands::reap::run(&ctx, &a),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Completions(_) | Command::Man(_) => Ok(0),

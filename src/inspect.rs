@@ -26,6 +26,9 @@ pub struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_error: Option<String>,
     pub containers: Vec<Container>,
+    /// Containers the kernel killed for memory (over the instance's budget).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub oom_killed: Vec<String>,
     pub ports: BTreeMap<String, u16>,
     pub urls: BTreeMap<String, String>,
     pub checks: Vec<CheckResult>,
@@ -65,6 +68,7 @@ pub fn status(config: &Config, inst: &Instance) -> Result<StatusReport> {
         }
         Err(e) => (Vec::new(), State::Unknown, Some(e.to_string())),
     };
+    let oom_killed = oom_killed(&containers);
     let ports = crate::lifecycle::instance_ports(config, inst)?;
     let urls = crate::layout::urls(config, &ports);
     let checks = match gate_for(config, inst) {
@@ -105,11 +109,32 @@ pub fn status(config: &Config, inst: &Instance) -> Result<StatusReport> {
         state: state.label(),
         docker_error,
         containers,
+        oom_killed,
         ports: ports.iter().map(|p| (p.key.clone(), p.port)).collect(),
         urls: urls.into_iter().collect(),
         checks,
         shared,
     })
+}
+
+/// The containers among `list` that stopped because the kernel killed them for memory.
+pub fn oom_killed(list: &[Container]) -> Vec<String> {
+    let stopped: Vec<&Container> = list.iter().filter(|c| !c.is_running()).collect();
+    if stopped.is_empty() {
+        return Vec::new();
+    }
+    let Ok(engine) = crate::engine::Engine::connect() else {
+        return Vec::new();
+    };
+    stopped
+        .into_iter()
+        .filter(|c| {
+            engine
+                .container_inspect(&c.name)
+                .is_ok_and(|d| d.state.oom_killed)
+        })
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// The checks `up` would run for `inst`.

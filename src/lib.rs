@@ -26,12 +26,14 @@ pub mod lifecycle;
 pub mod listing;
 pub mod lock;
 pub mod output;
+pub mod overrides;
 pub mod ports;
 pub mod preflight;
 pub mod probe;
 pub mod process;
 pub mod provision;
 pub mod pyjson;
+pub mod reap;
 pub mod registry;
 pub mod report;
 pub mod rescue;
@@ -43,6 +45,7 @@ pub mod stack;
 pub mod state;
 pub mod status;
 pub mod timefmt;
+pub mod upqueue;
 
 use std::process::ExitCode;
 

@@ -47,6 +47,8 @@ pub enum LifecycleError {
     },
     #[error("Docker project `{id}` holds what is not this instance's: {}", .volumes.join(", "))]
     StaleVolumes { id: String, volumes: Vec<String> },
+    #[error("{0}")]
+    SubnetTaken(String),
     #[error("gate check `{check}` probes `{key}`, which the env file does not hold")]
     CheckPort { check: String, key: String },
     #[error("interrupted; `{id}` may be partly started or stopped")]
@@ -84,6 +86,7 @@ impl Diagnostic for LifecycleError {
             LifecycleError::NoSuchService { .. } => Exit::NotFound,
             LifecycleError::MissingExternal { .. } => Exit::Refused,
             LifecycleError::CheckPort { .. } => Exit::Failure,
+            LifecycleError::SubnetTaken(_) => Exit::Conflict,
             LifecycleError::StaleVolumes { .. } => Exit::Conflict,
             LifecycleError::Interrupted { .. } => Exit::Interrupted,
             LifecycleError::ComposeTimedOut { .. } => Exit::TimedOut,
@@ -107,6 +110,7 @@ impl Diagnostic for LifecycleError {
                 .collect::<Vec<_>>()
                 .join(" && "),
             LifecycleError::CheckPort { .. } => "name a port key of the layout, or a port variable of the compose file".into(),
+            LifecycleError::SubnetTaken(_) => "remove that network if it is left over, or move kinfra's subnets with `networks.range` in kinfra.toml".into(),
             LifecycleError::StaleVolumes { .. } => "another checkout uses this project name, or an earlier instance left its data: kinfra starts nothing on it; remove them by hand if they are no longer needed (`docker ps -a`, `docker volume ls`)".into(),
             LifecycleError::Interrupted { .. } | LifecycleError::ComposeTimedOut { .. } => {
                 "`status` shows where it stands; `up` again finishes it, `down` stops it".into()
@@ -128,7 +132,12 @@ pub struct Target {
 pub fn resolve(ctx: &Ctx, kind: Kind) -> Result<Target> {
     let registry = ctx.registry()?;
     let inst = instance::current(ctx, &registry, Some(kind))?;
-    let project = compose_project(&ctx.config, &inst)?;
+    let mut project = compose_project(&ctx.config, &inst)?;
+    // The override `up` wrote (subnets, budget) is part of the project for every call.
+    let over = crate::overrides::path(&ctx.config.state_dir, inst.id());
+    if over.is_file() {
+        project.files.push(over);
+    }
     docker::ensure_available()?;
     let flavor = compose::detect()?;
     Ok(Target {
@@ -265,6 +274,9 @@ pub struct UpOptions {
     pub build: bool,
     pub timeout: Option<Duration>,
     pub no_secrets: bool,
+    /// This instance's own budget from now on (kept in kinfra's state file).
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
 }
 
 /// What `up` will do, worked out before anything starts.
@@ -293,6 +305,15 @@ pub struct UpPlan {
     pub dropped_checks: Vec<Dropped>,
     pub timeout: Duration,
     pub wait: bool,
+    /// The override file's content (subnets, per-service limits).
+    pub overrides: crate::overrides::Overrides,
+    /// The budget in force and whether it is this instance's own.
+    pub budget: crate::config::Budget,
+    pub own_budget: bool,
+    /// A Docker network not of this project already uses one of the subnets.
+    pub subnet_taken: Option<String>,
+    /// At most this many `up`s at once (0: no cap).
+    pub max_concurrent: u32,
 }
 
 /// The child environment kinfra gives compose: process environment, then the env
@@ -389,7 +410,47 @@ pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpP
         compose_args.push("--build".into());
     }
     let (checks, dropped_checks) = gate_checks(config, &env, &stack)?;
+
+    // Subnets for the networks, the budget as per-service limits.
+    let known = crate::registry::load_with_state(&config.registry_paths())
+        .ok()
+        .and_then(|(_, st)| st.instance(target.id()).cloned())
+        .unwrap_or_default();
+    let own_budget = opts.memory.is_some()
+        || opts.cpus.is_some()
+        || known.memory.is_some()
+        || known.cpus.is_some();
+    let budget = crate::config::Budget {
+        memory: opts.memory.or(known.memory).or(config.budget.memory),
+        cpus: opts.cpus.or(known.cpus).or(config.budget.cpus),
+    };
+    let subnets = match &config.networks {
+        Some(plan) => crate::overrides::subnets(
+            plan,
+            target.inst.entry.slot,
+            &crate::overrides::networks_needing_subnets(&stack),
+        )?,
+        None => Vec::new(),
+    };
+    let subnet_taken = if subnets.is_empty() {
+        None
+    } else {
+        crate::engine::Engine::connect()
+            .ok()
+            .and_then(|e| e.networks(&crate::engine::Filters::new()).ok())
+            .and_then(|nets| crate::overrides::taken_subnet(&subnets, target.id(), &nets))
+            .map(|e| e.to_string())
+    };
+    let overrides = crate::overrides::Overrides {
+        subnets,
+        limits: crate::overrides::limits(&budget, &stack),
+    };
     Ok(UpPlan {
+        overrides,
+        budget,
+        own_budget,
+        subnet_taken,
+        max_concurrent: config.max_concurrent_ups,
         new_ports,
         ports,
         conflicts,
@@ -606,6 +667,37 @@ impl UpPlan {
                 path.display()
             ));
         }
+        for sn in &self.overrides.subnets {
+            lines.push(format!("  network `{}` on subnet {}", sn.network, sn.cidr));
+        }
+        if let Some(t) = &self.subnet_taken {
+            lines.push(format!("    would refuse: {t}"));
+        }
+        if self.budget.memory.is_some() || self.budget.cpus.is_some() {
+            lines.push(format!(
+                "  budget{}: {}{} shared by {} service(s)",
+                if self.own_budget {
+                    " (this instance's)"
+                } else {
+                    ""
+                },
+                self.budget
+                    .memory
+                    .map(|m| format!("{} memory", crate::rescue::human_size(m)))
+                    .unwrap_or_default(),
+                self.budget
+                    .cpus
+                    .map(|c| format!(" {c} CPUs"))
+                    .unwrap_or_default(),
+                self.overrides.limits.len()
+            ));
+        }
+        if self.max_concurrent > 0 {
+            lines.push(format!(
+                "  wait for a place among {} concurrent `up`s",
+                self.max_concurrent
+            ));
+        }
         if !self.secrets.is_empty() {
             lines.push(format!(
                 "  fetch secrets from 1Password ({}; child environment only)",
@@ -672,6 +764,9 @@ pub fn execute_up(
         }
         .into());
     }
+    if let Some(t) = &plan.subnet_taken {
+        return Err(LifecycleError::SubnetTaken(t.clone()).into());
+    }
     if !plan.stale_volumes.is_empty() {
         return Err(LifecycleError::StaleVolumes {
             id: target.id().to_string(),
@@ -724,12 +819,28 @@ pub fn execute_up(
             Err(e) => reporter.warn(&format!("{e}; starting with insecure defaults")),
         }
     }
+    // The override file (subnets, budget) goes after the project's own files.
+    let over = crate::overrides::save(&config.state_dir, target.id(), &plan.overrides)?;
+    target
+        .project
+        .files
+        .retain(|f| !f.starts_with(config.state_dir.join("overrides")));
+    if let Some(path) = over {
+        target.project.files.push(path);
+    }
+    if plan.own_budget {
+        remember_budget(config, target.id(), plan.budget, reporter);
+    }
+    // A place among the concurrent `up`s, held until the gate is done.
+    let _place = crate::upqueue::take_place(config, target.id(), plan.max_concurrent, reporter)?;
     reporter.note(&format!(
         "starting `{}` with {}",
         target.id(),
         target.flavor.describe()
     ));
-    target.compose_streamed(&plan.arg_refs(), reporter)?;
+    target
+        .compose_streamed(&plan.arg_refs(), reporter)
+        .map_err(explain_pool_exhaustion)?;
     mark_started(config, target.id(), reporter);
     if !plan.wait {
         return Ok(UpOutcome {
@@ -781,6 +892,43 @@ pub fn execute_up(
     .into())
 }
 
+/// A compose failure because the daemon ran out of address pools says so, with the fix.
+fn explain_pool_exhaustion(e: crate::error::Error) -> crate::error::Error {
+    if e.message.contains("non-overlapping IPv4 address pool")
+        || e.message.contains("could not find an available")
+    {
+        e.with_hint(
+            "the Docker daemon ran out of network address pools: enable `networks` in kinfra.toml (fixed subnets per slot), or give the daemon more `default-address-pools`",
+        )
+    } else {
+        e
+    }
+}
+
+/// Keep this instance's own budget in kinfra's state file for the next `up`s.
+fn remember_budget(
+    config: &Config,
+    id: &str,
+    budget: crate::config::Budget,
+    reporter: &dyn Reporter,
+) {
+    let res = crate::registry::update_with_state(
+        &config.registry_paths(),
+        reporter,
+        |reg, state| -> Result<(), crate::registry::RegistryError> {
+            if reg.contains(id) {
+                let mine = state.instance_mut(id);
+                mine.memory = budget.memory;
+                mine.cpus = budget.cpus;
+            }
+            Ok(())
+        },
+    );
+    if let Err(e) = res {
+        reporter.warn(&format!("could not keep the budget of `{id}`: {e}"));
+    }
+}
+
 /// Remember that `up` started the instance (so `list` can tell "never started" from
 /// "stopped"); only a note is lost if this fails.
 fn mark_started(config: &Config, id: &str, reporter: &dyn Reporter) {
@@ -822,6 +970,11 @@ fn add_env_vars(config: &Config, target: &mut Target, new: &[(String, u16)]) -> 
 /// behind them.
 fn report_gate_failure(target: &Target, report: &gate::Report, reporter: &dyn Reporter) {
     let mut services: Vec<String> = Vec::new();
+    for name in crate::inspect::oom_killed(&report.failed_containers) {
+        reporter.warn(&format!(
+            "`{name}` was killed for memory: the instance's budget is too small for it (`up --memory`)"
+        ));
+    }
     for c in &report.failed_containers {
         let health = c.health.map(|h| format!(", {h}")).unwrap_or_default();
         reporter.warn(&format!(
@@ -859,8 +1012,31 @@ fn report_gate_failure(target: &Target, report: &gate::Report, reporter: &dyn Re
 
 /// `down`: stop the containers (with the profile for local-prod, so profile-only
 /// services stop too), optionally removing the volumes.
-pub fn down(target: &Target, volumes: bool, reporter: &dyn Reporter) -> Result<()> {
-    target.compose_streamed(&down_args(volumes), reporter)
+pub fn down(
+    config: &Config,
+    target: &Target,
+    volumes: bool,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    target.compose_streamed(&down_args(volumes), reporter)?;
+    touch(config, target.id(), reporter);
+    Ok(())
+}
+
+/// Remember that a kinfra command just used the instance (`reap` leaves it alone for
+/// a while); losing this only costs a note.
+pub fn touch(config: &Config, id: &str, reporter: &dyn Reporter) {
+    let now = crate::timefmt::now_iso();
+    let _ = crate::registry::update_with_state(
+        &config.registry_paths(),
+        reporter,
+        |reg, state| -> Result<(), crate::registry::RegistryError> {
+            if reg.contains(id) {
+                state.instance_mut(id).last_touched = Some(now.clone());
+            }
+            Ok(())
+        },
+    );
 }
 
 pub fn down_args(volumes: bool) -> Vec<&'static str> {

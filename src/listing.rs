@@ -25,7 +25,7 @@ pub struct ListRow {
     pub branch: Option<String>,
     pub api_port: Option<u16>,
     /// `running`, `partial x/y`, `stopped`, `never started`, `stopped (idle)`,
-    /// `missing`, `unknown`.
+    /// `queued`, `missing`, `unknown`.
     pub status: String,
     /// The directory is gone.
     pub stale: bool,
@@ -120,6 +120,11 @@ fn row(
         branch: exists.then(|| branch_of(path)).flatten(),
         api_port,
         status: match (&state, known) {
+            (State::Stopped, Some(k))
+                if k.queued.as_ref().is_some_and(crate::upqueue::is_waiting) =>
+            {
+                "queued".into()
+            }
             // kinfra created it and no `up` ever started it.
             (State::Stopped, Some(k)) if k.last_up.is_none() => "never started".into(),
             (State::Stopped, Some(k)) if k.stopped_by_reap.is_some() => "stopped (idle)".into(),

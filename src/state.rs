@@ -101,11 +101,46 @@ pub struct InstanceState {
     /// When `up` last started it (never started: `None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_up: Option<String>,
+    /// Its own memory budget in bytes (`up --memory`), instead of the layout's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// Its own CPU budget (`up --cpus`), instead of the layout's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Waiting for a free place among the concurrent `up`s since (pid of the waiter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Queued>,
+    /// The last activity counters seen by `reap` (CPU time, network bytes) and when
+    /// they last changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
     /// Ports kinfra assigned automatically, by config key.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, u16>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// An `up` waiting for its turn.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Queued {
+    pub since: String,
+    pub pid: u32,
+}
+
+/// What `reap` last saw of an instance's containers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Activity {
+    /// Sum over the containers of CPU time used so far (ns).
+    pub cpu_ns: u64,
+    /// Sum over the containers of network bytes received and sent so far.
+    pub net_bytes: u64,
+    /// When those were read.
+    pub sampled_at: String,
+    /// When they last grew faster than a healthcheck makes them (or were first seen).
+    pub active_at: String,
 }
 
 /// A branch kinfra created for an instance.

@@ -41,7 +41,7 @@ pub fn format_iso(secs: i64, micros: u32) -> String {
 /// Always six fraction digits, as the registry's format (SPEC §3) says. (Python leaves
 /// the fraction out when it is exactly zero, once in a million; its `fromisoformat`
 /// reads both.)
-fn format_timestamp(t: Timestamp) -> String {
+pub fn format_timestamp(t: Timestamp) -> String {
     let micros = t.subsec_microsecond();
     format!(
         "{}.{micros:06}+00:00",

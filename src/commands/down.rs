@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
     }
     let reporter = output::Term::new();
     let _lock = target.lock(&ctx.config, &format!("{} down", kind.label()), &reporter)?;
-    lifecycle::down(&target, args.volumes, &reporter)?;
+    lifecycle::down(&ctx.config, &target, args.volumes, &reporter)?;
     output::done(&format!(
         "`{}` stopped{}",
         target.id(),

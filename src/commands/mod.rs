@@ -14,6 +14,7 @@ pub mod local_prod_init;
 pub mod logs;
 pub mod man;
 pub mod ports;
+pub mod reap;
 pub mod rescue;
 pub mod sandbox_create;
 pub mod sandbox_destroy;

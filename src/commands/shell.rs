@@ -30,5 +30,7 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         sub.push("-T");
     }
     sub.extend([args.service.as_str(), "sh", "-c", PICK_SHELL]);
-    target.compose_attached(&sub, &output::Term::new())
+    let reporter = output::Term::new();
+    lifecycle::touch(&ctx.config, target.id(), &reporter);
+    target.compose_attached(&sub, &reporter)
 }

@@ -54,6 +54,11 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
             &rows,
         ));
     }
+    for c in &report.oom_killed {
+        output::data(&format!(
+            "✗ `{c}` was killed for memory: the instance's budget is too small for it (`up --memory`)"
+        ));
+    }
     if !report.checks.is_empty() {
         output::data("");
         for c in &report.checks {

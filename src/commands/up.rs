@@ -14,7 +14,8 @@ use crate::output;
   kinfra sandbox up                 # start and wait for the gate
   kinfra sandbox up --build         # rebuild images first
   kinfra sandbox up --no-wait       # return once the containers are started
-  kinfra sandbox up --timeout 300 --dry-run")]
+  kinfra sandbox up --timeout 300 --dry-run
+  kinfra sandbox up --memory 2g --cpus 1.5   # this instance's budget, kept for later ups")]
 pub struct Args {
     /// Return once the containers are started, without the gate.
     #[arg(long)]
@@ -28,6 +29,12 @@ pub struct Args {
     /// Do not fetch 1Password secrets (insecure defaults apply).
     #[arg(long)]
     pub no_secrets: bool,
+    /// Memory for all of this instance's containers together, from now on (`512m`, `4g`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// CPUs for all of this instance's containers together, from now on.
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
     /// Print what would be started and checked, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -40,6 +47,8 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         build: args.build,
         timeout: args.timeout.map(Duration::from_secs),
         no_secrets: args.no_secrets,
+        memory: args.memory,
+        cpus: args.cpus,
     };
     let reporter = output::Term::new();
     let _lock = (!args.dry_run)
@@ -66,4 +75,16 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    crate::config::parse_memory(text)
+        .ok_or_else(|| format!("`{text}` is not a size like `512m` or `4g`"))
+}
+
+fn parse_cpus(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|c| c.is_finite() && *c > 0.0 && *c <= 1024.0)
+        .ok_or_else(|| format!("`{text}` is not a number of CPUs in 0..=1024"))
 }

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::compose::model::ComposeModel;
 use crate::config::{
-    AutoPortsLayer, Base, GateLayer, InstanceLayer, Layer, LocalProdLayer, ProjectLayer,
-    SecretsLayer, SharedLayer, SlotsLayer, StateLayer,
+    AutoPortsLayer, Base, GateLayer, InstanceLayer, Layer, LocalProdLayer, NetworksLayer,
+    ProjectLayer, SecretsLayer, SharedLayer, SlotsLayer, StateLayer,
 };
-use crate::index::PORT_BLOCK_SIZE;
+use crate::index::{PORT_BLOCK_SIZE, PORT_BLOCKS_START};
 
 /// Compose file names looked for, in compose's own order.
 pub const COMPOSE_FILES: &[&str] = &[
@@ -104,6 +104,17 @@ pub fn layout(
             timeout: Some(15),
             items: Some(Vec::new()),
         }),
+        // Each project its own /16 of 10.201..10.208 (by its port block), clear of
+        // ktrdr's 10.200.0.0/16 and of Docker's default pools.
+        networks: Some(NetworksLayer {
+            enabled: Some(true),
+            range: Some(format!(
+                "10.{}.0.0/16",
+                201 + u32::from(ports_base.saturating_sub(PORT_BLOCKS_START) / PORT_BLOCK_SIZE) % 8
+            )),
+            per_slot: Some(2),
+        }),
+        budget: None,
     }
 }
 

@@ -103,6 +103,38 @@ pub struct Layer {
     pub gate: Option<GateLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets: Option<SecretsLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networks: Option<NetworksLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetLayer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworksLayer {
+    /// Give every instance's networks fixed subnets (false: leave them to Docker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// An IPv4 block, `/24` or larger: slot n's k-th network gets its
+    /// `(n * per_slot + k)`-th `/24`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_slot: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetLayer {
+    /// Memory for all of an instance's containers together (`512m`, `4g`, bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPUs for all of an instance's containers together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// At most this many `up`s at once (on this machine); more wait in a queue. 0: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_ups: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -348,6 +380,8 @@ impl Layer {
             ports: over.ports.or(self.ports),
             gate: overlay!(self.gate, over.gate, [timeout, checks]),
             secrets: overlay!(self.secrets, over.secrets, [timeout, items]),
+            networks: overlay!(self.networks, over.networks, [enabled, range, per_slot]),
+            budget: overlay!(self.budget, over.budget, [memory, cpus, max_concurrent_ups]),
         }
     }
 
@@ -401,6 +435,69 @@ impl AutoPorts {
     }
 }
 
+/// Where instances' network subnets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    /// As written (`10.200.0.0/16`).
+    pub range: String,
+    pub base: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    pub per_slot: u32,
+}
+
+impl NetworkPlan {
+    pub fn parse(range: &str, per_slot: u32) -> Result<NetworkPlan, String> {
+        let bad =
+            || format!("`networks.range` `{range}` is not an IPv4 block like `10.200.0.0/16`");
+        let (addr, len) = range.split_once('/').ok_or_else(bad)?;
+        let base: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix_len: u8 = len.parse().map_err(|_| bad())?;
+        if !(8..=24).contains(&prefix_len) {
+            return Err(format!(
+                "`networks.range` `{range}` must be a /8 to /24 block"
+            ));
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix_len));
+        if u32::from(base) & !mask != 0 {
+            return Err(format!(
+                "`networks.range` `{range}` has host bits set (its block starts at {})",
+                std::net::Ipv4Addr::from(u32::from(base) & mask)
+            ));
+        }
+        if !(1..=64).contains(&per_slot) {
+            return Err(format!("`networks.per_slot` is {per_slot}, outside 1..=64"));
+        }
+        Ok(NetworkPlan {
+            range: range.to_string(),
+            base,
+            prefix_len,
+            per_slot,
+        })
+    }
+}
+
+/// An instance's resource budget (all of its containers together).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+/// `512m`, `4g`, `1.5g`, `1048576` → bytes.
+pub fn parse_memory(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n.is_finite() && n > 0.0).then_some((n * mult as f64) as u64)
+}
+
 /// The resolved configuration every command works from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -431,6 +528,12 @@ pub struct Config {
     pub gate_checks_builtin: bool,
     pub secrets_timeout: u64,
     pub secrets: Vec<SecretItem>,
+    /// Fixed subnets for instances' networks (`None`: left to Docker).
+    pub networks: Option<NetworkPlan>,
+    /// The default budget of an instance.
+    pub budget: Budget,
+    /// At most this many `up`s at once; 0: no cap.
+    pub max_concurrent_ups: u32,
     /// The merged layer this was resolved from (rendered by `config show`).
     pub layer: Layer,
 }
@@ -599,6 +702,38 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
     let auto = layer.auto_ports.unwrap_or_default();
     let gate = layer.gate.unwrap_or_default();
     let secrets = layer.secrets.unwrap_or_default();
+    let nets = layer.networks.unwrap_or_default();
+    let budget = layer.budget.unwrap_or_default();
+    let networks = if nets.enabled.unwrap_or(true) {
+        Some(
+            NetworkPlan::parse(
+                &required(nets.range, "networks.range", path)?,
+                nets.per_slot.unwrap_or(4),
+            )
+            .map_err(invalid)?,
+        )
+    } else {
+        None
+    };
+    let budget_memory = match &budget.memory {
+        None => None,
+        Some(m) => Some(parse_memory(m).ok_or_else(|| {
+            invalid(format!(
+                "`budget.memory` `{m}` is not a size like `512m` or `4g`"
+            ))
+        })?),
+    };
+    if let Some(c) = budget.cpus
+        && !(c.is_finite() && c > 0.0 && c <= 1024.0)
+    {
+        return Err(invalid(format!("`budget.cpus` is {c}, outside 0..=1024")));
+    }
+    let max_concurrent_ups = budget.max_concurrent_ups.unwrap_or(0);
+    if max_concurrent_ups > 1000 {
+        return Err(invalid(format!(
+            "`budget.max_concurrent_ups` is {max_concurrent_ups}, outside 0..=1000"
+        )));
+    }
 
     let state_dir = expand_home(&required(state.dir, "state.dir", path)?)?;
     let registry = PathBuf::from(required(state.registry, "state.registry", path)?);
@@ -693,6 +828,12 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
         gate_checks_builtin: false,
         secrets_timeout,
         secrets: secrets.items.unwrap_or_default(),
+        networks,
+        budget: Budget {
+            memory: budget_memory,
+            cpus: budget.cpus,
+        },
+        max_concurrent_ups,
         layer: Layer::default(),
     };
     validate_checks(&config).map_err(invalid)?;

@@ -557,6 +557,26 @@ impl Engine {
         Ok(raw.summarize())
     }
 
+    /// The container's cumulative counters (CPU time, network bytes, memory) in one fast
+    /// read (`one-shot`: the engine does not wait for a second sample, so `cpu_percent`
+    /// is 0).
+    pub fn counters(&self, id: &str) -> Result<Stats, EngineError> {
+        let path = format!("/containers/{}/stats", percent_encode(id));
+        let exchange = self
+            .open(
+                "GET",
+                &path,
+                &Query::new()
+                    .pair("stream", "false")
+                    .pair("one-shot", "true"),
+                RequestBody::None,
+                self.slow_timeout(),
+            )
+            .map_err(|e| not_found(e, "container", id))?;
+        let raw: types::RawStats = self.read_json(&format!("GET {path}"), exchange)?;
+        Ok(raw.summarize())
+    }
+
     /// Events matching `filters` from now on, or replayed from `since` first.
     pub fn events(
         &self,

@@ -346,6 +346,9 @@ pub struct Version {
 /// One sample of a container's resource use, as `docker stats` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
+    /// CPU time used so far, nanoseconds (cumulative: comparing two reads tells whether
+    /// the container did anything in between).
+    pub cpu_total_ns: u64,
     /// Percent of one CPU (200.0 = two CPUs busy), as `docker stats` shows it.
     pub cpu_percent: f64,
     /// Bytes in use, page cache not counted (as `docker stats` does).
@@ -428,6 +431,7 @@ impl RawStats {
             .or_else(|| below_usage("inactive_file"))
             .unwrap_or(0);
         Stats {
+            cpu_total_ns: cpu.cpu_usage.total_usage,
             cpu_percent,
             memory_usage: mem.usage - cache,
             memory_limit: mem.limit,
