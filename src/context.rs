@@ -74,6 +74,31 @@ impl Ctx {
         Ok(Ctx { config, cwd, repo })
     }
 
+    /// The main repositories of this project: the current checkout's, every registered
+    /// instance's, and the clones the per-user index knows (existing ones, each once).
+    pub fn main_repos(&self, registry: Option<&Registry>) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.repo.iter().map(|r| r.main_root.clone()).collect();
+        if let Some(reg) = registry {
+            out.extend(
+                reg.all()
+                    .filter_map(|e| e.parent_repo.as_deref().map(PathBuf::from)),
+            );
+        }
+        if let Ok(index) = crate::index::load()
+            && let Some(p) = index.project(&self.config.project_name)
+        {
+            out.extend(p.main_repos.iter().cloned());
+        }
+        let mut seen = Vec::new();
+        out.retain(|m| {
+            let c = crate::registry::canonical(m);
+            let new = m.is_dir() && !seen.contains(&c);
+            seen.push(c);
+            new
+        });
+        out
+    }
+
     pub fn registry(&self) -> Result<Registry> {
         Ok(Registry::load(&self.config.registry_path)?)
     }

@@ -200,6 +200,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_has_the_exit_code_table() {
+        let readme = include_str!("../README.md");
+        for exit in Exit::ALL {
+            let row = format!("| {} | {} |", exit.code(), exit.meaning());
+            assert!(readme.contains(&row), "README lacks the row `{row}`");
+        }
+    }
+
+    #[test]
     fn codes_are_distinct_and_keep_the_spec_ones() {
         let mut codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         assert_eq!(&codes[..3], &[0, 1, 2]);

@@ -862,6 +862,16 @@ pub fn env_ports(config: &Config, stack: Option<&Stack>, slot: u32) -> Result<Ve
     Ok(out)
 }
 
+/// The env file an instance on `slot` would get (id `sample`): for working out its
+/// gate without creating it.
+pub fn sample_env(config: &Config, stack: &Stack, slot: u32) -> Result<BTreeMap<String, String>> {
+    let mut env = layout::env_vars(config, "sample", slot, "").map_err(config_error)?;
+    for (k, v) in env_ports(config, Some(stack), slot)? {
+        env.insert(k, v.to_string());
+    }
+    Ok(env)
+}
+
 /// The host ports an instance on `slot` publishes: with a compose file, only the ports
 /// its services publish (a layout key nothing publishes never blocks a slot); without
 /// one yet, every layout port.

@@ -3,7 +3,6 @@
 
 use crate::config::check::{self, Finding};
 use crate::config::render::{self, ConfigReport, GateCheck};
-use crate::config::{Config, ConfigError};
 use crate::context::Ctx;
 use crate::error::{Diagnostic, Exit, Result};
 use crate::output;
@@ -89,7 +88,7 @@ fn show(ctx: &Ctx, args: &ShowArgs) -> Result<u8> {
     let stacks = stacks(ctx)?;
     let gate = match &stacks {
         Some((sandbox, _)) => {
-            let env = sample_env(config, sandbox)?;
+            let env = crate::provision::sample_env(config, sandbox, 1)?;
             let (checks, dropped) = crate::lifecycle::gate_checks(config, &env, sandbox)?;
             checks
                 .iter()
@@ -142,18 +141,6 @@ fn probe_kind(p: &crate::gate::Probe) -> &'static str {
         crate::gate::Probe::Healthy { .. } => "healthy",
         crate::gate::Probe::Completed { .. } => "completed",
     }
-}
-
-/// Slot 1's env file as create would write it (for working out the gate).
-fn sample_env(
-    config: &Config,
-    stack: &Stack,
-) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut env = crate::layout::env_vars(config, "sample", 1, "").map_err(ConfigError::from)?;
-    for (k, v) in crate::provision::env_ports(config, Some(stack), 1)? {
-        env.insert(k, v.to_string());
-    }
-    Ok(env)
 }
 
 #[derive(serde::Serialize)]

@@ -1,7 +1,5 @@
 //! `kinfra doctor [--fix] [--json] [--rescue-days N]`
 
-use std::path::PathBuf;
-
 use serde_json::json;
 
 use crate::context::Ctx;
@@ -28,25 +26,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let config = &ctx.config;
     let registry = Registry::load(&config.registry_path);
-    let mut mains: Vec<PathBuf> = ctx.repo.iter().map(|r| r.main_root.clone()).collect();
-    if let Ok(reg) = &registry {
-        for e in reg.all() {
-            let parent = e.parent_repo.as_deref().map(PathBuf::from);
-            if let Some(p) = parent.filter(|p| p.is_dir() && !mains.contains(p)) {
-                mains.push(p);
-            }
-        }
-    }
-    // Clones of the project elsewhere, as the index knows them.
-    if let Ok(index) = crate::index::load()
-        && let Some(p) = index.project(&config.project_name)
-    {
-        for m in &p.main_repos {
-            if m.is_dir() && !mains.contains(m) {
-                mains.push(m.clone());
-            }
-        }
-    }
+    let mains = ctx.main_repos(registry.as_ref().ok());
     let containers = status::all_containers();
     let docker_error = containers.as_ref().err().map(ToString::to_string);
     let inputs = Inputs {

@@ -75,30 +75,8 @@ struct Row {
     summary: String,
 }
 
-/// The main repositories whose rescue refs belong to this project: the current one,
-/// every registered instance's, and the ones the index knows.
 fn mains(ctx: &Ctx) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = ctx.repo.iter().map(|r| r.main_root.clone()).collect();
-    if let Ok(reg) = ctx.registry() {
-        for e in reg.all() {
-            if let Some(p) = &e.parent_repo {
-                out.push(PathBuf::from(p));
-            }
-        }
-    }
-    if let Ok(index) = crate::index::load()
-        && let Some(p) = index.project(&ctx.config.project_name)
-    {
-        out.extend(p.main_repos.iter().cloned());
-    }
-    let mut seen = Vec::new();
-    out.retain(|m| {
-        let c = crate::registry::canonical(m);
-        let new = m.is_dir() && !seen.contains(&c);
-        seen.push(c);
-        new
-    });
-    out
+    ctx.main_repos(ctx.registry().ok().as_ref())
 }
 
 pub fn run(ctx: &Ctx, cmd: &RescueCommand) -> Result<u8> {
