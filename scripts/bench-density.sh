@@ -93,7 +93,14 @@ register() { # register N: sandboxes 1..N exist, every third running
     done
 }
 
-median() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; [print(f"  {x[\"command\"][:60]:<60} median {x[\"median\"]*1000:8.1f} ms") for x in r]' "$1"; }
+median() {
+    python3 - "$1" <<'PY'
+import json, sys
+for x in json.load(open(sys.argv[1]))["results"]:
+    cmd, med = x["command"][:60], x["median"] * 1000
+    print(f"  {cmd:<60} median {med:8.1f} ms")
+PY
+}
 
 for n in 10 50; do
     register "$n"

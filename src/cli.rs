@@ -51,6 +51,8 @@ pub enum Command {
     /// The work `destroy --rescue` kept: list it, put it back, prune it.
     #[command(subcommand)]
     Rescue(commands::rescue::RescueCommand),
+    /// Wait until an instance's startability gate passes (for scripts and agents).
+    Wait(commands::wait::Args),
     /// Show the port map.
     Ports(commands::ports::Args),
     /// Print this instance's environment, shell-sourceable.
@@ -85,6 +87,12 @@ pub enum SandboxCommand {
     Logs(commands::logs::Args),
     /// Open a shell in a service container.
     Shell(commands::shell::Args),
+    /// Print a sandbox's environment, shell-sourceable.
+    Env(commands::env::InstanceArgs),
+    /// Print a sandbox's URLs.
+    Url(commands::url::InstanceArgs),
+    /// Print a sandbox's directory.
+    Path(commands::path::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +113,10 @@ pub enum LocalProdCommand {
     Logs(commands::logs::Args),
     /// Open a shell in a local-prod service container.
     Shell(commands::shell::Args),
+    /// Print local-prod's environment, shell-sourceable.
+    Env(commands::env::InstanceArgs),
+    /// Print local-prod's URLs.
+    Url(commands::url::InstanceArgs),
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
@@ -130,6 +142,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             SandboxCommand::Status(a) => commands::status::run(&ctx, &a, Kind::Sandbox),
             SandboxCommand::Logs(a) => commands::logs::run(&ctx, &a, Kind::Sandbox),
             SandboxCommand::Shell(a) => commands::shell::run(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Env(a) => commands::env::run_for(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Url(a) => commands::url::run_for(&ctx, &a, Kind::Sandbox),
+            SandboxCommand::Path(a) => commands::path::run(&ctx, &a),
         },
         Command::LocalProd(cmd) => match cmd {
             LocalProdCommand::Create(a) => commands::local_prod_create::run(&ctx, &a),
@@ -140,12 +155,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             LocalProdCommand::Status(a) => commands::status::run(&ctx, &a, Kind::LocalProd),
             LocalProdCommand::Logs(a) => commands::logs::run(&ctx, &a, Kind::LocalProd),
             LocalProdCommand::Shell(a) => commands::shell::run(&ctx, &a, Kind::LocalProd),
+            LocalProdCommand::Env(a) => commands::env::run_for(&ctx, &a, Kind::LocalProd),
+            LocalProdCommand::Url(a) => commands::url::run_for(&ctx, &a, Kind::LocalProd),
         },
         Command::Config(c) => commands::config::run(&ctx, &c),
         Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),
         Command::Rescue(c) => commands::rescue::run(&ctx, &c),
         Command::Reap(a) => commands::reap::run(&ctx, &a),
+        Command::Wait(a) => commands::wait::run(&ctx, &a),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Completions(_) | Command::Man(_) => Ok(0),

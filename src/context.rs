@@ -24,6 +24,8 @@ pub enum ContextError {
     },
     #[error("`{}` has no `origin` remote, so it cannot be checked as a {project} repository", .root.display())]
     NoOrigin { root: PathBuf, project: String },
+    #[error("the current directory `{}` holds a control character", .0.display())]
+    ControlChar(PathBuf),
     #[error("no compose file in `{}` (looked for {})", .root.display(), .looked_for.join(", "))]
     NoComposeFile {
         root: PathBuf,
@@ -35,6 +37,7 @@ impl Diagnostic for ContextError {
     fn exit(&self) -> Exit {
         match self {
             ContextError::Cwd(_) | ContextError::NoComposeFile { .. } => Exit::Failure,
+            ContextError::ControlChar(_) => Exit::Refused,
             _ => Exit::Usage,
         }
     }
@@ -42,6 +45,9 @@ impl Diagnostic for ContextError {
     fn hint(&self) -> Option<String> {
         match self {
             ContextError::Cwd(_) => None,
+            ContextError::ControlChar(_) => {
+                Some("rename the directory: kinfra does not act on such paths".into())
+            }
             ContextError::NotInRepo(_) => Some("run this from a checkout of the project".into()),
             ContextError::WrongOrigin { .. } => Some(
                 "run this from a checkout of the project; a compose project needs a compose file (compose.yaml, docker-compose.yml) or a kinfra.toml".into(),
@@ -63,15 +69,31 @@ pub struct Ctx {
     pub cwd: PathBuf,
     /// The checkout around `cwd`, if any.
     pub repo: Option<RepoInfo>,
+    /// `--config` / `KINFRA_CONFIG`, when given (it applies to instances found by name
+    /// too).
+    pub config_flag: Option<PathBuf>,
 }
 
 impl Ctx {
     /// Resolve the configuration for the checkout around the current directory.
     pub fn load(config_flag: Option<&Path>) -> Result<Ctx> {
         let cwd = std::env::current_dir().map_err(ContextError::Cwd)?;
-        let repo = git::repo_info(&cwd)?;
+        if cwd.to_string_lossy().chars().any(char::is_control) {
+            return Err(ContextError::ControlChar(cwd).into());
+        }
+        Self::at(&cwd, config_flag)
+    }
+
+    /// The context of a command run in `dir` (an instance found by name elsewhere).
+    pub fn at(dir: &Path, config_flag: Option<&Path>) -> Result<Ctx> {
+        let repo = git::repo_info(dir)?;
         let config = resolve_config(config_flag, repo.as_ref())?;
-        Ok(Ctx { config, cwd, repo })
+        Ok(Ctx {
+            config,
+            cwd: dir.to_owned(),
+            repo,
+            config_flag: config_flag.map(Path::to_owned),
+        })
     }
 
     /// The main repositories of this project: the current checkout's, every registered

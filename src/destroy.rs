@@ -107,6 +107,9 @@ pub struct Options {
     pub rescue: bool,
     /// Also go on when Docker cannot confirm the stop.
     pub force: bool,
+    /// Delete the sandbox's branch too, when kinfra created it and the main branch has
+    /// every commit of it.
+    pub delete_branch: bool,
 }
 
 /// What happens to the instance's directory.
@@ -132,6 +135,8 @@ pub struct Plan {
     pub compose: Option<Project>,
     /// What deleting the worktree would lose (`None` when no worktree is deleted).
     pub work: Option<UnsavedWork>,
+    /// The branch kinfra created for the sandbox, if it did.
+    pub created_branch: Option<String>,
 }
 
 /// Work out the plan for `entry`. Refuses (before anything changes) to delete anything
@@ -177,6 +182,10 @@ pub fn plan(config: &Config, entry: &Entry, kind: Kind, keep_worktree: bool) -> 
         docker,
         compose,
         work,
+        created_branch: crate::registry::load_with_state(&config.registry_paths())
+            .ok()
+            .and_then(|(_, st)| st.instance(&entry.instance_id)?.created_branch.clone())
+            .map(|b| b.name),
     })
 }
 
@@ -361,6 +370,16 @@ impl Plan {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub rescue: Option<RescueRecord>,
+    /// `--delete-branch`: what happened to the branch.
+    pub branch: Option<BranchFate>,
+}
+
+/// What `--delete-branch` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchFate {
+    Deleted(String),
+    /// Kept, and why.
+    Kept(String, String),
 }
 
 fn unsaved_error(path: &Path, work: &UnsavedWork) -> DestroyError {
@@ -444,6 +463,11 @@ pub fn execute(
         },
     }
     crate::crashpoint::hit("destroy:after-files");
+    if opts.delete_branch
+        && let Removal::Worktree { main } = &plan.removal
+    {
+        outcome.branch = Some(delete_branch(plan, main));
+    }
     // 4. Registry last, so a crash before here leaves an entry a re-run can finish.
     let id = plan.entry.instance_id.clone();
     let is_local_prod = plan.kind == Kind::LocalProd;
@@ -488,6 +512,39 @@ fn stop_containers(plan: &Plan, reporter: &dyn Reporter) -> Result<(), DestroyEr
         return Err(unconfirmed(format!("still present: {}", after.summary())));
     }
     Ok(())
+}
+
+/// Delete the sandbox's branch if kinfra created it and the main branch has all of it;
+/// otherwise say why it is kept.
+fn delete_branch(plan: &Plan, main: &Path) -> BranchFate {
+    let checked_out = crate::listing::branch_of(&plan.path);
+    let Some(branch) = plan.created_branch.clone() else {
+        let name = checked_out.unwrap_or_else(|| plan.entry.instance_id.clone());
+        return BranchFate::Kept(
+            name,
+            "kinfra did not create it (it was named with --branch or existed)".into(),
+        );
+    };
+    let default = git::default_branch(main).ok().flatten();
+    if default.as_deref() == Some(branch.as_str()) {
+        return BranchFate::Kept(branch, "it is the default branch".into());
+    }
+    let Some(default) = default else {
+        return BranchFate::Kept(branch, "the main branch cannot be told".into());
+    };
+    let unmerged = git::git(main)
+        .args(["rev-list", "--count"])
+        .arg(format!("refs/heads/{default}..refs/heads/{branch}"))
+        .run()
+        .map(|out| out.trim() != "0")
+        .unwrap_or(true);
+    if unmerged {
+        return BranchFate::Kept(branch, format!("it has commits `{default}` lacks"));
+    }
+    match git::git(main).args(["branch", "-d", "--", &branch]).run() {
+        Ok(_) => BranchFate::Deleted(branch),
+        Err(e) => BranchFate::Kept(branch, e.to_string()),
+    }
 }
 
 /// How to get rescued work back.

@@ -75,6 +75,19 @@ pub enum InstanceError {
         env_id: String,
         registry_id: String,
     },
+    #[error("no instance is called `{name}`")]
+    NoSuchName { name: String, known: Vec<String> },
+    #[error("`{name}` names more than one instance: {}", .candidates.join("; "))]
+    Ambiguous {
+        name: String,
+        candidates: Vec<String>,
+    },
+    #[error("`{name}` is local-prod, not a sandbox")]
+    NamedLocalProd { name: String },
+    #[error("`{id}` is registered at `{path}`, which no longer exists")]
+    Gone { id: String, path: String },
+    #[error("no local-prod is registered for {project}")]
+    NoLocalProd { project: String },
     #[error(transparent)]
     Env(#[from] EnvError),
 }
@@ -84,6 +97,10 @@ impl Diagnostic for InstanceError {
         match self {
             InstanceError::NotInside { .. } => Exit::NotFound,
             InstanceError::EnvFileMissing { .. } | InstanceError::Env(_) => Exit::Failure,
+            InstanceError::NoSuchName { .. } | InstanceError::NoLocalProd { .. } => Exit::NotFound,
+            InstanceError::Ambiguous { .. } => Exit::Usage,
+            InstanceError::NamedLocalProd { .. } => Exit::Refused,
+            InstanceError::Gone { .. } => Exit::NotFound,
             InstanceError::IsLocalProd { .. }
             | InstanceError::NotLocalProd { .. }
             | InstanceError::Unregistered { .. }
@@ -118,6 +135,21 @@ impl Diagnostic for InstanceError {
             InstanceError::Unregistered { .. } => "run `kinfra doctor` to see what is registered, or `kinfra sandbox init` to register this checkout".into(),
             InstanceError::IdMismatch { .. } => "run `kinfra doctor` to see the disagreement".into(),
             InstanceError::Env(e) => return e.hint(),
+            InstanceError::NoSuchName { known, .. } if known.is_empty() => {
+                "no instance is registered; `kinfra sandbox create NAME` makes one".into()
+            }
+            InstanceError::NoSuchName { known, .. } => format!(
+                "registered: {}",
+                known.join(", ")
+            ),
+            InstanceError::Ambiguous { .. } => {
+                "name it by its instance id (`--instance ID`), or run the command inside the instance".into()
+            }
+            InstanceError::NamedLocalProd { .. } => "use `kinfra local-prod …`".into(),
+            InstanceError::Gone { id, .. } => format!(
+                "`kinfra sandbox destroy {id}` unregisters it (and removes its containers)"
+            ),
+            InstanceError::NoLocalProd { .. } => "create it with `kinfra local-prod create`".into(),
         })
     }
 }
@@ -239,6 +271,182 @@ pub fn current(
         env,
         kind,
     })
+}
+
+/// Which instance a command acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The one the current directory is in (local-prod: the registered one).
+    Here,
+    /// By instance id or by the name given to `create`, wherever it lives.
+    Named(String),
+}
+
+impl Selector {
+    pub fn from_option(name: Option<&str>) -> Selector {
+        name.map_or(Selector::Here, |n| Selector::Named(n.to_string()))
+    }
+}
+
+/// An instance found for a command: the context of its own checkout (its project's
+/// configuration), its registry, and the instance.
+pub struct Found {
+    pub ctx: Ctx,
+    pub registry: Registry,
+    pub inst: Instance,
+}
+
+/// Resolve `sel` for a command on `want` instances. Sandboxes `Here` come from the
+/// current directory (checked against the registry); local-prod is the registered one
+/// wherever the command runs (the registry is its identity); names are looked up in this
+/// project's registry, then in every project of the per-user index.
+pub fn select(ctx: &Ctx, sel: &Selector, want: Option<Kind>) -> crate::error::Result<Found> {
+    match sel {
+        Selector::Here if want == Some(Kind::LocalProd) => {
+            let registry = ctx.registry()?;
+            // Inside local-prod itself, the usual checks apply (env file, id).
+            if let Ok(inst) = current(ctx, &registry, Some(Kind::LocalProd)) {
+                return Ok(Found {
+                    ctx: ctx.clone(),
+                    registry,
+                    inst,
+                });
+            }
+            let entry = registry
+                .local_prod
+                .clone()
+                .ok_or_else(|| InstanceError::NoLocalProd {
+                    project: ctx.config.project_name.clone(),
+                })?;
+            at_entry(&entry, Kind::LocalProd, ctx)
+        }
+        Selector::Here => {
+            let registry = ctx.registry()?;
+            let inst = current(ctx, &registry, want)?;
+            Ok(Found {
+                ctx: ctx.clone(),
+                registry,
+                inst,
+            })
+        }
+        Selector::Named(name) => {
+            let (entry, kind) = find_named(ctx, name, want)?;
+            at_entry(&entry, kind, ctx)
+        }
+    }
+}
+
+/// The instance `entry` of some registry, resolved in its own checkout.
+fn at_entry(entry: &Entry, kind: Kind, from: &Ctx) -> crate::error::Result<Found> {
+    let path = entry.path();
+    if !path.is_dir() {
+        return Err(InstanceError::Gone {
+            id: entry.instance_id.clone(),
+            path: entry.path.clone(),
+        }
+        .into());
+    }
+    // The instance's own project configuration (its kinfra.toml or layout), unless the
+    // command was given one explicitly.
+    let ctx = Ctx::at(path, from.config_flag.as_deref())?;
+    let registry = ctx.registry()?;
+    let want = Some(kind);
+    let inst = current(&ctx, &registry, want)?;
+    if inst.entry.instance_id != entry.instance_id {
+        return Err(InstanceError::IdMismatch {
+            env_path: inst.root.join(&ctx.config.env_file),
+            env_id: inst.entry.instance_id,
+            registry_id: entry.instance_id.clone(),
+        }
+        .into());
+    }
+    Ok(Found {
+        ctx,
+        registry,
+        inst,
+    })
+}
+
+/// Find `name` (an instance id, or the name given to `create`) in this project's
+/// registry and in every registry of the per-user index.
+fn find_named(ctx: &Ctx, name: &str, want: Option<Kind>) -> crate::error::Result<(Entry, Kind)> {
+    let mut registries: Vec<(String, std::path::PathBuf)> = vec![(
+        ctx.config.project_name.clone(),
+        ctx.config.registry_path.clone(),
+    )];
+    if let Ok(index) = crate::index::load() {
+        for p in &index.projects {
+            if !registries
+                .iter()
+                .any(|(_, r)| canonical(r) == canonical(&p.registry))
+            {
+                registries.push((p.name.clone(), p.registry.clone()));
+            }
+        }
+    }
+    let mut found: Vec<(String, Entry, Kind)> = Vec::new();
+    let mut known: Vec<String> = Vec::new();
+    for (project, path) in &registries {
+        let paths = crate::registry::RegistryPaths::beside(path);
+        let Ok((reg, state)) = crate::registry::load_with_state(&paths) else {
+            continue;
+        };
+        for (e, kind) in reg
+            .instances
+            .iter()
+            .map(|e| (e, Kind::Sandbox))
+            .chain(reg.local_prod.iter().map(|e| (e, Kind::LocalProd)))
+        {
+            known.push(e.instance_id.clone());
+            let given = state.instance(&e.instance_id).and_then(|s| s.name.clone());
+            let hit = e.instance_id == name || given.as_deref() == Some(name);
+            if hit
+                && !found
+                    .iter()
+                    .any(|(_, f, _)| f.instance_id == e.instance_id && f.path == e.path)
+            {
+                found.push((project.clone(), e.clone(), kind));
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(InstanceError::NoSuchName {
+            name: name.to_string(),
+            known,
+        }
+        .into()),
+        1 => {
+            let (_, entry, kind) = found.remove(0);
+            if want == Some(Kind::Sandbox) && kind == Kind::LocalProd {
+                return Err(InstanceError::NamedLocalProd {
+                    name: name.to_string(),
+                }
+                .into());
+            }
+            Ok((entry, kind))
+        }
+        _ => Err(InstanceError::Ambiguous {
+            name: name.to_string(),
+            candidates: found
+                .iter()
+                .map(|(p, e, _)| format!("`{}` of {p} at `{}`", e.instance_id, e.path))
+                .collect(),
+        }
+        .into()),
+    }
+}
+
+/// Whether `name` names an instance (by id or by the name given to `create`) in this
+/// project or any project of the index: for telling a NAME from a command's own
+/// argument.
+pub fn names_an_instance(ctx: &Ctx, name: &str) -> bool {
+    !matches!(
+        find_named(ctx, name, None),
+        Err(crate::error::Error {
+            exit: crate::error::Exit::NotFound,
+            ..
+        })
+    )
 }
 
 /// A registered sandbox by instance id, or by the name it was created with.

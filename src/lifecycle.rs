@@ -122,16 +122,22 @@ impl Diagnostic for LifecycleError {
 /// An instance ready for compose calls: resolved, confirmed by the registry, with its
 /// compose project, and Docker and Compose known to answer.
 pub struct Target {
+    /// The context of the instance's own checkout (its project's configuration).
+    pub ctx: Ctx,
     pub registry: Registry,
     pub inst: Instance,
     pub project: Project,
     pub flavor: Flavor,
 }
 
-/// Resolve "this instance" of `kind` from the current directory.
-pub fn resolve(ctx: &Ctx, kind: Kind) -> Result<Target> {
-    let registry = ctx.registry()?;
-    let inst = instance::current(ctx, &registry, Some(kind))?;
+/// Resolve the instance of `kind` a command acts on: `sel` (by name, from anywhere) or
+/// the current directory's (local-prod: the registered one).
+pub fn resolve(ctx: &Ctx, kind: Kind, sel: &instance::Selector) -> Result<Target> {
+    let instance::Found {
+        ctx,
+        registry,
+        inst,
+    } = instance::select(ctx, sel, Some(kind))?;
     let mut project = compose_project(&ctx.config, &inst)?;
     // The override `up` wrote (subnets, budget) is part of the project for every call.
     let over = crate::overrides::path(&ctx.config.state_dir, inst.id());
@@ -141,6 +147,7 @@ pub fn resolve(ctx: &Ctx, kind: Kind) -> Result<Target> {
     docker::ensure_available()?;
     let flavor = compose::detect()?;
     Ok(Target {
+        ctx,
         registry,
         inst,
         project,
@@ -966,6 +973,47 @@ fn add_env_vars(config: &Config, target: &mut Target, new: &[(String, u16)]) -> 
     Ok(())
 }
 
+/// `wait`: block until the instance's gate passes (exit 0), its deadline passes
+/// (timed out), a service fails (gate failed); an instance with nothing running is
+/// reported at once (not running).
+pub fn wait(
+    target: &Target,
+    timeout: Option<Duration>,
+    reporter: &dyn Reporter,
+) -> Result<gate::Report> {
+    let config = &target.ctx.config;
+    let containers = target.containers()?;
+    if !containers.iter().any(|c| c.is_running()) {
+        return Err(LifecycleError::NotRunning {
+            id: target.id().to_string(),
+        }
+        .into());
+    }
+    let env = target.inst.env.to_map();
+    let stack = load_stack(config, target, &env)?;
+    let (checks, dropped) = gate_checks(config, &env, &stack)?;
+    for (name, why) in &dropped {
+        reporter.verbose(&format!("gate check `{name}` skipped: {why}"));
+    }
+    let timeout = timeout.unwrap_or(Duration::from_secs(config.gate_timeout));
+    let watch = crate::status::ProjectWatch::new(target.id());
+    let report = gate::run(checks, &watch, timeout, reporter);
+    if report.passed() {
+        return Ok(report);
+    }
+    report_gate_failure(target, &report, reporter);
+    let id = target.id().to_string();
+    Err(match report.ending {
+        gate::Ending::Interrupted => LifecycleError::Interrupted { id },
+        gate::Ending::ContainerFailed => LifecycleError::GateFailed {
+            id,
+            why: format!("a container failed {:.1}s in", report.elapsed.as_secs_f64()),
+        },
+        _ => LifecycleError::GateTimedOut { id, timeout },
+    }
+    .into())
+}
+
 /// The failing checks with their last error, and the last log lines of the services
 /// behind them.
 fn report_gate_failure(target: &Target, report: &gate::Report, reporter: &dyn Reporter) {
@@ -1045,6 +1093,32 @@ pub fn down_args(volumes: bool) -> Vec<&'static str> {
         sub.push("--volumes");
     }
     sub
+}
+
+/// Whether the compose file of `found` has a service called `name` (for telling a
+/// SERVICE argument from an instance NAME).
+pub fn has_service(found: &instance::Found, name: &str) -> bool {
+    let config = &found.ctx.config;
+    let Ok(project) = compose_project(config, &found.inst) else {
+        return false;
+    };
+    let env = found.inst.env.to_map();
+    load_stack_files(config, &found.inst, &project.files, &env)
+        .is_ok_and(|st| st.model.services.contains_key(name))
+}
+
+fn load_stack_files(
+    config: &Config,
+    inst: &Instance,
+    files: &[PathBuf],
+    env: &BTreeMap<String, String>,
+) -> Result<Stack> {
+    let profiles = inst
+        .is_local_prod()
+        .then(|| config.local_prod_profile.clone())
+        .into_iter()
+        .collect();
+    Ok(Stack::load(files, &lookup_with(env), profiles)?)
 }
 
 /// `logs`: refuse when the instance has no containers (or not that service).

@@ -203,6 +203,8 @@ pub struct Plan {
     pub stack: Option<Stack>,
     /// The name given to `create` (recorded so commands can find it by that name).
     pub name: Option<String>,
+    /// The user named the branch (`--branch`): kinfra never deletes it.
+    pub branch_named: bool,
 }
 
 /// `kinfra sandbox create NAME [--branch B] [--slot N]`.
@@ -226,6 +228,7 @@ pub fn plan_sandbox_create(
     ctx.check_origin(repo)?;
     let main = repo.main_root.clone();
     let path = config.sandbox_dir(&main, &slug);
+    let branch_flag_given = branch.is_some();
     let branch = branch.map_or_else(|| id.clone(), str::to_string);
     if !git::is_valid_branch_name(&main, &branch)? {
         return Err(ProvisionError::InvalidBranch(branch).into());
@@ -267,6 +270,7 @@ pub fn plan_sandbox_create(
         preview,
         stack,
         name: Some(name.to_string()),
+        branch_named: branch_flag_given,
     })
 }
 
@@ -308,6 +312,7 @@ pub fn plan_sandbox_init(ctx: &Ctx, name: Option<&str>, slot: Option<i64>) -> Re
         preview,
         stack,
         name: name.map(str::to_string),
+        branch_named: false,
     })
 }
 
@@ -367,6 +372,7 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
         }),
         stack,
         name: None,
+        branch_named: false,
     })
 }
 
@@ -406,6 +412,7 @@ pub fn plan_local_prod_init(ctx: &Ctx) -> Result<Plan> {
         }),
         stack,
         name: None,
+        branch_named: false,
     })
 }
 
@@ -613,7 +620,7 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
                     Checkout::Worktree {
                         branch: BranchPlan::New { branch, start },
                         ..
-                    } if !plan.resume => Some(crate::state::CreatedBranch {
+                    } if !plan.resume && !plan.branch_named => Some(crate::state::CreatedBranch {
                         name: branch.clone(),
                         start_commit: start.clone(),
                         ..Default::default()

@@ -10,9 +10,16 @@ use crate::output;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kinfra sandbox down              # stop the containers, keep the data
+  kinfra sandbox down my-feature   # by name, from any directory
   kinfra sandbox down --volumes    # also remove the instance's volumes
   kinfra local-prod down --dry-run")]
 pub struct Args {
+    /// The instance (id or the name given to create), from any directory; default: the
+    /// one you are in (local-prod: the registered one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(super::completions::instance_names))]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub instance: super::InstanceArg,
     /// Also remove the instance's volumes (its data).
     #[arg(long)]
     pub volumes: bool,
@@ -22,7 +29,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
-    let target = lifecycle::resolve(ctx, kind)?;
+    let sel = super::selector(&args.instance, args.name.as_deref())?;
+    let target = lifecycle::resolve(ctx, kind, &sel)?;
+    let ctx = &target.ctx;
     if args.dry_run {
         super::print_lines(&[
             format!("stop {} `{}`", target.inst.kind, target.id()),

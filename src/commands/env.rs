@@ -1,9 +1,10 @@
-//! `kinfra env` — this instance's env file as `export` lines for `eval`. Every value
-//! is single-quoted, so `eval "$(kinfra env)"` can never run anything.
+//! `kinfra env` (the current directory's instance), `kinfra sandbox env [NAME]` and
+//! `kinfra local-prod env`: the instance's env file as `export` lines for `eval`. Every
+//! value is single-quoted, so `eval "$(kinfra env)"` can never run anything.
 
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::instance;
+use crate::instance::{self, Kind, Selector};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -11,10 +12,31 @@ use crate::output;
   eval \"$(kinfra env)\" && echo $KTRDR_API_PORT")]
 pub struct Args {}
 
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  eval \"$(kinfra sandbox env my-feature)\"     # from any directory
+  kinfra local-prod env | grep PORT")]
+pub struct InstanceArgs {
+    /// The instance (id or the name given to create), from any directory; default: the
+    /// one you are in (local-prod: the registered one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(super::completions::instance_names))]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub instance: super::InstanceArg,
+}
+
 pub fn run(ctx: &Ctx, _args: &Args) -> Result<u8> {
-    let registry = ctx.registry()?;
-    let inst = instance::current(ctx, &registry, None)?;
-    for (key, value) in inst.env.to_map() {
+    print(ctx, &Selector::Here, None)
+}
+
+pub fn run_for(ctx: &Ctx, args: &InstanceArgs, kind: Kind) -> Result<u8> {
+    let sel = super::selector(&args.instance, args.name.as_deref())?;
+    print(ctx, &sel, Some(kind))
+}
+
+fn print(ctx: &Ctx, sel: &Selector, kind: Option<Kind>) -> Result<u8> {
+    let found = instance::select(ctx, sel, kind)?;
+    for (key, value) in found.inst.env.to_map() {
         output::data(&export_line(&key, &value));
     }
     Ok(0)

@@ -56,6 +56,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let opts = Options {
         rescue: false,
         force: args.force,
+        delete_branch: false,
     };
     destroy::execute(&ctx.config, &plan, opts, &output::Term::new())?;
     output::done(&format!(

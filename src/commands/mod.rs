@@ -13,6 +13,7 @@ pub mod local_prod_destroy;
 pub mod local_prod_init;
 pub mod logs;
 pub mod man;
+pub mod path;
 pub mod ports;
 pub mod reap;
 pub mod rescue;
@@ -23,10 +24,91 @@ pub mod shell;
 pub mod status;
 pub mod up;
 pub mod url;
+pub mod wait;
 
 use crate::config::{CheckKind, Config};
+use crate::context::Ctx;
+use crate::error::{Diagnostic, Exit, Result};
+use crate::instance::{self, Kind, Selector};
 use crate::output;
 use crate::provision::Created;
+
+/// `--instance NAME`: the instance a command acts on, by id or by the name given to
+/// `create`, wherever it lives (always unambiguous, unlike a positional NAME).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstanceArg {
+    /// The instance to act on (id or the name given to create), from any directory.
+    #[arg(long = "instance", value_name = "NAME", add = clap_complete::ArgValueCandidates::new(completions::instance_names))]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum NameError {
+    #[error("`{0}` is both an instance and this command's own argument here")]
+    Both(String),
+    #[error("both --instance and a positional NAME were given")]
+    Twice,
+}
+
+impl Diagnostic for NameError {
+    fn exit(&self) -> Exit {
+        Exit::Usage
+    }
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            NameError::Both(n) => {
+                format!("say which: `--instance {n}`, or put the instance first (`NAME ARG`)")
+            }
+            NameError::Twice => "give the instance once".into(),
+        })
+    }
+}
+
+/// `kinfra sandbox <command> [NAME] [ARG]`: with two positionals the first is NAME;
+/// with one, it is NAME when an instance has that name or id and it is not also this
+/// command's own argument here (`is_arg`), else the argument; `--instance` always
+/// names the instance.
+pub fn name_and_arg(
+    ctx: &Ctx,
+    kind: Kind,
+    flag: &InstanceArg,
+    first: Option<&str>,
+    second: Option<&str>,
+    is_arg: &dyn Fn(&instance::Found, &str) -> bool,
+) -> Result<(Selector, Option<String>)> {
+    if let Some(name) = &flag.instance {
+        if second.is_some() {
+            return Err(NameError::Twice.into());
+        }
+        return Ok((Selector::Named(name.clone()), first.map(str::to_string)));
+    }
+    match (first, second) {
+        (Some(n), Some(a)) => Ok((Selector::Named(n.to_string()), Some(a.to_string()))),
+        (Some(one), None) => {
+            if !instance::names_an_instance(ctx, one) {
+                return Ok((Selector::Here, Some(one.to_string())));
+            }
+            // An instance has that name; is it also the argument of the instance here?
+            let here = instance::select(ctx, &Selector::Here, Some(kind));
+            if let Ok(found) = here
+                && is_arg(&found, one)
+            {
+                return Err(NameError::Both(one.to_string()).into());
+            }
+            Ok((Selector::Named(one.to_string()), None))
+        }
+        (None, _) => Ok((Selector::Here, None)),
+    }
+}
+
+/// `[NAME]` alone (commands without an argument of their own).
+pub fn selector(flag: &InstanceArg, name: Option<&str>) -> Result<Selector> {
+    match (flag.instance.as_deref(), name) {
+        (Some(_), Some(_)) => Err(NameError::Twice.into()),
+        (Some(n), None) | (None, Some(n)) => Ok(Selector::Named(n.to_string())),
+        (None, None) => Ok(Selector::Here),
+    }
+}
 
 /// Plan lines (`--dry-run`) are data: stdout.
 pub fn print_lines(lines: &[String]) {

@@ -9,7 +9,8 @@ use crate::provision::{self, Checkout};
 #[command(after_help = "Examples:
   kinfra sandbox create my-feature                 # ../<project>--my-feature on the lowest free slot
   kinfra sandbox create fix-42 --branch fix/42     # check out (or create) branch fix/42
-  kinfra sandbox create spike --slot 5 --dry-run   # show what would happen")]
+  kinfra sandbox create spike --slot 5 --dry-run   # show what would happen
+  kinfra sandbox create agent-7 --up               # create, start, wait for the gate, print URLs")]
 pub struct Args {
     /// Sandbox name; slugified into the directory name (`My Feature!` → `my-feature`).
     pub name: String,
@@ -23,6 +24,9 @@ pub struct Args {
     /// Print what would be created, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Then start it and wait for its gate (`sandbox up`), and print its URLs.
+    #[arg(long)]
+    pub up: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -36,10 +40,21 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     if let Checkout::Worktree { branch, .. } = &plan.checkout {
         output::note(&format!("  {:<12}{}", "Branch:", branch.describe()));
     }
-    output::hint(&format!(
-        "cd {} && kinfra sandbox up",
-        crate::process::shell_quote(&created.path.display().to_string())
-    ));
+    if args.up {
+        let here = crate::context::Ctx::at(&created.path, ctx.config_flag.as_deref())?;
+        super::up::up(
+            &here,
+            crate::instance::Kind::Sandbox,
+            &crate::instance::Selector::Here,
+            &crate::lifecycle::UpOptions::default(),
+            false,
+        )?;
+    } else {
+        output::hint(&format!(
+            "cd {} && kinfra sandbox up",
+            crate::process::shell_quote(&created.path.display().to_string())
+        ));
+    }
     output::data(&created.path.display().to_string());
     Ok(0)
 }

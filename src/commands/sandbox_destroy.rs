@@ -14,7 +14,8 @@ use crate::registry::{Entry, canonical};
   kinfra sandbox destroy my-feature --dry-run # what would be stopped, removed, unregistered
   kinfra sandbox destroy my-feature --yes     # no prompt; refuses uncommitted work
   kinfra sandbox destroy my-feature --rescue  # save uncommitted work as a rescue, then destroy
-  kinfra sandbox destroy --all --yes")]
+  kinfra sandbox destroy --all --yes
+  kinfra sandbox destroy my-feature --yes --delete-branch   # its branch too, if merged")]
 pub struct Args {
     /// Sandbox to destroy, by instance id or name (default: the one you are in).
     /// Taken from the registry, never from the directory name.
@@ -38,6 +39,10 @@ pub struct Args {
     /// Skip the prompt only; refusals still apply.
     #[arg(short, long)]
     pub yes: bool,
+    /// Also delete the sandbox's branch when kinfra created it and the main branch has
+    /// all of its commits (otherwise it is kept, and destroy says why).
+    #[arg(long)]
+    pub delete_branch: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -96,6 +101,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let opts = Options {
         rescue: args.rescue || args.force,
         force: args.force,
+        delete_branch: args.delete_branch,
     };
     let refusals: Vec<DestroyError> = if opts.rescue {
         Vec::new()
@@ -135,6 +141,15 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         match destroy::execute(&ctx.config, plan, opts, &reporter) {
             Ok(outcome) => {
                 output::done(&format!("destroyed sandbox `{}`", plan.entry.instance_id));
+                match &outcome.branch {
+                    Some(destroy::BranchFate::Deleted(b)) => {
+                        output::done(&format!("deleted branch `{b}`"))
+                    }
+                    Some(destroy::BranchFate::Kept(b, why)) => {
+                        output::note(&format!("kept branch `{b}`: {why}"))
+                    }
+                    None => {}
+                }
                 if let Some(rescue) = &outcome.rescue {
                     output::note(&format!("unsaved work kept as rescue `{}`", rescue.name()));
                     if let Some(r) = &rescue.refname {

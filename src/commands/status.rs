@@ -11,17 +11,25 @@ use crate::output;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kinfra sandbox status
-  kinfra sandbox status --json | jq .checks")]
+  kinfra sandbox status --json | jq .checks
+  kinfra sandbox status my-feature          # by name, from any directory")]
 pub struct Args {
+    /// The instance (id or the name given to create), from any directory; default: the
+    /// one you are in (local-prod: the registered one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(super::completions::instance_names))]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub instance: super::InstanceArg,
     /// Print one JSON object (`schema_version` 1) instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
-    let registry = ctx.registry()?;
-    let inst = instance::current(ctx, &registry, Some(kind))?;
-    let report = inspect::status(&ctx.config, &inst)?;
+    let sel = super::selector(&args.instance, args.name.as_deref())?;
+    let found = instance::select(ctx, &sel, Some(kind))?;
+    let (ctx, inst) = (&found.ctx, &found.inst);
+    let report = inspect::status(&ctx.config, inst)?;
     if let Some(e) = &report.docker_error {
         output::warn(&format!("cannot read container state: {e}"));
     }

@@ -11,12 +11,19 @@ use crate::output;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  kinfra sandbox up                 # start and wait for the gate
+  kinfra sandbox up                 # start the one you are in and wait for the gate
+  kinfra sandbox up my-feature      # by name, from any directory
   kinfra sandbox up --build         # rebuild images first
   kinfra sandbox up --no-wait       # return once the containers are started
   kinfra sandbox up --timeout 300 --dry-run
   kinfra sandbox up --memory 2g --cpus 1.5   # this instance's budget, kept for later ups")]
 pub struct Args {
+    /// The instance (id or the name given to create), from any directory; default: the
+    /// one you are in (local-prod: the registered one).
+    #[arg(add = clap_complete::ArgValueCandidates::new(super::completions::instance_names))]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub instance: super::InstanceArg,
     /// Return once the containers are started, without the gate.
     #[arg(long)]
     pub no_wait: bool,
@@ -41,7 +48,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
-    let mut target = lifecycle::resolve(ctx, kind)?;
+    let sel = super::selector(&args.instance, args.name.as_deref())?;
     let opts = UpOptions {
         no_wait: args.no_wait,
         build: args.build,
@@ -50,12 +57,25 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         memory: args.memory,
         cpus: args.cpus,
     };
+    up(ctx, kind, &sel, &opts, args.dry_run)
+}
+
+/// Start an instance and wait for its gate, printing what happens (also `create --up`).
+pub fn up(
+    ctx: &Ctx,
+    kind: Kind,
+    sel: &crate::instance::Selector,
+    opts: &UpOptions,
+    dry_run: bool,
+) -> Result<u8> {
+    let mut target = lifecycle::resolve(ctx, kind, sel)?;
+    let ctx = &target.ctx.clone();
     let reporter = output::Term::new();
-    let _lock = (!args.dry_run)
+    let _lock = (!dry_run)
         .then(|| target.lock(&ctx.config, &format!("{} up", kind.label()), &reporter))
         .transpose()?;
-    let plan = lifecycle::plan_up(&ctx.config, &target, &opts)?;
-    if args.dry_run {
+    let plan = lifecycle::plan_up(&ctx.config, &target, opts)?;
+    if dry_run {
         super::print_lines(&plan.describe(&target));
         return Ok(0);
     }

@@ -1080,7 +1080,8 @@ fn staged_only_changes_are_refused_and_rescued() {
 #[test]
 fn instance_commands_run_only_in_their_own_kind_of_instance() {
     let env = Env::new();
-    let sandbox = env.create_sandbox(&uniq("kind"));
+    let name = uniq("kind");
+    let sandbox = env.create_sandbox(&name);
     let prod = PathBuf::from(
         env.kinfra(&env.main, &["local-prod", "create"])
             .assert_code(0)
@@ -1088,14 +1089,35 @@ fn instance_commands_run_only_in_their_own_kind_of_instance() {
             .trim(),
     );
     let before = env.registry_text();
+    let sandbox_files = snapshot(&sandbox);
+    // local-prod commands act on the registered local-prod wherever they run: from a
+    // sandbox they reach local-prod, never the sandbox (the registry is the identity).
+    let run = env.kinfra(&sandbox, &["local-prod", "status", "--json"]);
+    run.assert_code(0);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["instance_id"], env.local_prod_id(), "{doc:#}");
+    assert_eq!(
+        canon(Path::new(doc["path"].as_str().unwrap())),
+        canon(&prod)
+    );
+    let run = env.kinfra(&sandbox, &["local-prod", "env"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == format!("export INSTANCE_ID='{}'", env.local_prod_id())),
+        "{}",
+        run.stdout
+    );
+    let run = env.kinfra(&sandbox, &["local-prod", "url", "KTRDR_API_PORT"]);
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), "http://localhost:8000/api/v1/docs");
+    // Sandbox commands still refuse to treat the local-prod directory as a sandbox.
     for sub in ["up", "down", "status", "logs", "shell"] {
-        let run = env.kinfra(&sandbox, &["local-prod", sub]);
-        run.assert_code(exit::REFUSED);
-        run.assert_stderr_contains("not local-prod");
-        run.assert_stderr_contains(&format!("registered local-prod at `{}`", prod.display()));
         let run = env.kinfra(&prod, &["sandbox", sub]);
         run.assert_code(exit::REFUSED);
         run.assert_stderr_contains("is local-prod, not a sandbox");
     }
     assert_eq!(env.registry_text(), before);
+    assert_eq!(snapshot(&sandbox), sandbox_files);
 }
