@@ -10,7 +10,8 @@
 #
 # `compose_stack::` runs on its own in each lane: it holds slots 9 and 10 of the
 # built-in ktrdr layout (host ports 8009, 8010, ...), which other modules' tests expect
-# to find free when they create ktrdr sandboxes.
+# to find free when they create ktrdr sandboxes. `density::` (forty stacks at once,
+# memory budgets) runs on its own, once, in lane v1.
 #
 # Usage: scripts/test.sh [LIBTEST OPTIONS...]   e.g. scripts/test.sh --nocapture
 # Every lane runs even when an earlier one failed; the exit status is non-zero when
@@ -36,8 +37,10 @@ lane() {
 # Lane v1.
 export KINFRA_COMPOSE=v1
 echo "== lane v1 uses Compose v1: $(docker-compose version --short 2>&1 | head -n 1) (KINFRA_COMPOSE=v1, docker-compose)"
-lane "v1: all tests but compose_stack" \
-    cargo test --all-targets --no-fail-fast -- --skip compose_stack:: "$@"
+lane "v1: all tests but compose_stack and density" \
+    cargo test --all-targets --no-fail-fast -- --skip compose_stack:: --skip density:: "$@"
+lane "v1: density" \
+    cargo test --test e2e --no-fail-fast -- density:: "$@"
 lane "v1: compose_stack" \
     cargo test --test e2e --no-fail-fast -- compose_stack:: "$@"
 

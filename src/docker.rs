@@ -132,10 +132,21 @@ impl ProjectResources {
     }
 }
 
+/// The Engine API client for reads, unless `KINFRA_DOCKER_READS=cli` asks for the docker
+/// CLI instead (a diagnostic switch: both must give the same answers).
+pub fn read_engine() -> Result<Engine, EngineError> {
+    if std::env::var("KINFRA_DOCKER_READS").is_ok_and(|v| v == "cli") {
+        return Err(EngineError::Unsupported {
+            what: "KINFRA_DOCKER_READS=cli".into(),
+        });
+    }
+    Engine::connect()
+}
+
 /// Containers (any state), volumes and networks labelled with `project`: three Engine
 /// API reads, no process.
 pub fn project_resources(project: &str) -> Result<ProjectResources, DockerError> {
-    match Engine::connect() {
+    match read_engine() {
         Ok(engine) => Ok(project_resources_api(&engine, project)?),
         Err(EngineError::Unsupported { .. }) => project_resources_cli(project),
         Err(e) => Err(e.into()),

@@ -77,7 +77,91 @@ pub struct RepoInfo {
 }
 
 /// The checkout containing `dir`, or `None` when `dir` is not in a git work tree.
+///
+/// Every command asks this first, so the common layouts (a main checkout with a `.git`
+/// directory, a linked worktree whose `.git` file names its git dir) are read from the
+/// files git itself reads; anything else (environment overrides, `core.worktree`, bare
+/// or odd layouts) asks git.
 pub fn repo_info(dir: &Path) -> Result<Option<RepoInfo>, GitError> {
+    if let Some(info) = repo_info_from_files(dir) {
+        return Ok(Some(info));
+    }
+    repo_info_from_git(dir)
+}
+
+/// The fast path of [`repo_info`]: `None` means "ask git", never "not a repository".
+fn repo_info_from_files(dir: &Path) -> Option<RepoInfo> {
+    const GIT_ENV: [&str; 6] = [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_CEILING_DIRECTORIES",
+        "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+        "GIT_CONFIG_PARAMETERS",
+    ];
+    if GIT_ENV.iter().any(|v| std::env::var_os(v).is_some()) {
+        return None;
+    }
+    let start = std::fs::canonicalize(dir).ok()?;
+    let mut top = start.as_path();
+    let dot_git = loop {
+        let candidate = top.join(".git");
+        if std::fs::symlink_metadata(&candidate).is_ok() {
+            break candidate;
+        }
+        top = top.parent()?;
+    };
+    let meta = std::fs::symlink_metadata(&dot_git).ok()?;
+    let (git_dir, linked_file) = if meta.is_dir() {
+        (dot_git.clone(), false)
+    } else if meta.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let target = text
+            .strip_prefix("gitdir: ")?
+            .trim_end_matches(['\n', '\r']);
+        if target.is_empty() || target.contains('\n') {
+            return None;
+        }
+        (std::fs::canonicalize(top.join(target)).ok()?, true)
+    } else {
+        return None;
+    };
+    if !git_dir.join("HEAD").is_file() {
+        return None;
+    }
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(text) => {
+            let rel = text.trim_end_matches(['\n', '\r']);
+            std::fs::canonicalize(git_dir.join(rel)).ok()?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => git_dir.clone(),
+        Err(_) => return None,
+    };
+    // A work tree configured elsewhere, or a bare repository: git knows best.
+    let config = std::fs::read_to_string(common.join("config")).unwrap_or_default();
+    if config.contains("worktree") || config.contains("bare = true") {
+        return None;
+    }
+    if git_dir.join("config.worktree").exists() {
+        return None;
+    }
+    let is_linked_worktree = git_dir != common;
+    let main_root = if common.file_name().is_some_and(|n| n == ".git") {
+        common.parent()?.to_owned()
+    } else if is_linked_worktree || linked_file {
+        // A separate git dir: git's own answer names the main checkout.
+        return None;
+    } else {
+        top.to_owned()
+    };
+    Some(RepoInfo {
+        toplevel: top.to_owned(),
+        main_root,
+        is_linked_worktree,
+    })
+}
+
+fn repo_info_from_git(dir: &Path) -> Result<Option<RepoInfo>, GitError> {
     let cmd = git(dir).args([
         "rev-parse",
         "--path-format=absolute",
@@ -910,6 +994,43 @@ impl crate::error::Diagnostic for GitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file-read answer is git's answer, in every layout the fast path accepts, and
+    /// it steps aside (None) for the layouts it does not read itself.
+    #[test]
+    fn repo_info_read_from_files_is_what_git_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let sh = |dir: &Path, script: &str| {
+            let out = hermetic(Cmd::new("sh").args(["-c", script]).cwd(dir))
+                .output()
+                .unwrap();
+            assert!(out.success(), "{script}: {}", out.stderr);
+        };
+        sh(
+            &root,
+            "git init -q -b main repo && cd repo && mkdir -p a/b && touch a/b/f && git add . \
+             && git commit -qm one && git worktree add -q ../repo--x -b x \
+             && git worktree add -q --detach ../repo--d \
+             && git init -q --separate-git-dir ../sep.git ../sepwt \
+             && git init -q ../sub && cd ../sub && touch f && git add f && git commit -qm s",
+        );
+        let same = |dir: &Path| {
+            let fast = repo_info_from_files(dir);
+            let slow = repo_info_from_git(dir).unwrap();
+            assert!(fast.is_some(), "{} is read from files", dir.display());
+            assert_eq!(fast, slow, "{}", dir.display());
+        };
+        same(&root.join("repo"));
+        same(&root.join("repo/a/b"));
+        same(&root.join("repo--x"));
+        same(&root.join("repo--d"));
+        // Outside any repository the files do not answer; git says "not a repository".
+        assert_eq!(repo_info_from_files(&root), None);
+        // A separate git dir is left to git.
+        assert_eq!(repo_info_from_files(&root.join("sepwt")), None);
+        assert!(repo_info(&root.join("sepwt")).unwrap().is_some());
+    }
 
     #[test]
     fn repo_info_of_main_checkout_and_linked_worktree() {

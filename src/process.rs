@@ -397,7 +397,7 @@ impl Cmd {
         let started = Instant::now();
         let mut seen = interrupt.events();
         let mut exited = None;
-        let mut pause = Duration::from_millis(1);
+        let mut pause = Duration::from_micros(250);
         loop {
             if exited.is_none() {
                 exited = match child.try_wait() {

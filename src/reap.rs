@@ -150,16 +150,27 @@ fn judge(
             continue;
         }
         let mine = state.instance_mut(id);
-        let active_at = match &mine.activity {
-            Some(a) if !active(a, *c, now) => a.active_at.clone(),
-            _ => now_iso.to_string(),
-        };
-        mine.activity = Some(Activity {
-            cpu_ns: c.cpu_ns,
-            net_bytes: c.net_bytes,
-            sampled_at: now_iso.to_string(),
-            active_at,
+        // A second look within a second (a dry run just before) tells nothing new: keep
+        // the older sample, so the rate is judged over the longer window.
+        let fresh = mine.activity.as_ref().is_none_or(|a| {
+            crate::timefmt::parse_iso(&a.sampled_at).is_none_or(|t| {
+                Duration::try_from(now.duration_since(t)).unwrap_or_default()
+                    >= Duration::from_secs(1)
+                    || c.cpu_ns < a.cpu_ns
+            })
         });
+        if fresh {
+            let active_at = match &mine.activity {
+                Some(a) if !active(a, *c, now) => a.active_at.clone(),
+                _ => now_iso.to_string(),
+            };
+            mine.activity = Some(Activity {
+                cpu_ns: c.cpu_ns,
+                net_bytes: c.net_bytes,
+                sampled_at: now_iso.to_string(),
+                active_at,
+            });
+        }
         let last_active = mine
             .activity
             .as_ref()
@@ -299,6 +310,16 @@ mod tests {
         assert!(seen[0].stop, "{seen:?}");
         assert_eq!(seen[0].idle_for_secs, 3 * 3600);
         assert!(!seen[1].stop, "{seen:?}");
+        // A second look at the same moment changes nothing.
+        let again = judge(
+            &r,
+            &mut st,
+            &[("a".into(), c(15, 100)), ("b".into(), c(3610, 0))],
+            t1,
+            at(t1),
+            two_hours,
+        );
+        assert!(again[0].stop, "{again:?}");
         // A kinfra command an hour ago keeps `a` running.
         st.instance_mut("a").last_touched = Some("2026-01-01T02:00:00.000000+00:00".into());
         let seen = judge(

@@ -116,7 +116,7 @@ const FORMAT: &str = "{{.Label \"com.docker.compose.project\"}}\t{{.Label \"com.
 
 /// Every compose-labelled container (any state), in one Engine API call.
 pub fn all_containers() -> Result<Vec<Container>, DockerError> {
-    match Engine::connect() {
+    match docker::read_engine() {
         Ok(engine) => Ok(from_engine(&engine, &Filters::new().label(PROJECT_LABEL))?),
         Err(EngineError::Unsupported { .. }) => all_containers_cli(),
         Err(e) => Err(e.into()),
@@ -125,7 +125,7 @@ pub fn all_containers() -> Result<Vec<Container>, DockerError> {
 
 /// The containers of one project, in one Engine API call, sorted by service and name.
 pub fn project_containers(project: &str) -> Result<Vec<Container>, DockerError> {
-    let mut list = match Engine::connect() {
+    let mut list = match docker::read_engine() {
         Ok(engine) => from_engine(&engine, &Filters::new().label_value(PROJECT_LABEL, project))?,
         Err(EngineError::Unsupported { .. }) => project_containers_cli(project)?,
         Err(e) => return Err(e.into()),
@@ -180,7 +180,7 @@ impl ProjectWatch {
     /// Watch `project`; without the Engine API (e.g. `ssh://`), reads go through the
     /// CLI and changes are found by polling.
     pub fn new(project: &str) -> ProjectWatch {
-        let engine = Engine::connect().ok();
+        let engine = docker::read_engine().ok();
         let filters = Filters::new()
             .of_type("container")
             .label_value(PROJECT_LABEL, project);

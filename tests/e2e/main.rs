@@ -8,6 +8,7 @@ mod compat;
 mod compose_stack;
 mod concurrency;
 mod crash;
+mod density;
 mod fuzz;
 mod paths;
 mod registry_v2;
