@@ -10,8 +10,10 @@
 #      same project plus a loop waiting for the same HTTP check (goal: <= 1.05x);
 #   4. `kinfra sandbox create` + `destroy` of a clean sandbox in a 400-file repository
 #      against `git worktree add` + `git worktree remove` (goal: <= 1.5x).
-# With BASELINE=<git rev>, the kinfra of that revision is built and measured beside.
-# Usage: scripts/bench-density.sh [RUNS]   (needs Docker, hyperfine, python3)
+# "Before" is the same binary reading Docker through the CLI, as the first version did
+# (`KINFRA_DOCKER_READS=cli`), measured in the same hyperfine run. (The first version's
+# own binary cannot read this benchmark's compose-based kinfra.toml.)
+# Usage: scripts/bench-density.sh [RUNS]   (or scripts/bench.sh density [RUNS])   (needs Docker, hyperfine, python3)
 set -euo pipefail
 
 runs="${1:-20}"
@@ -36,14 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-baseline=""
-if [[ -n "${BASELINE:-}" ]]; then
-    echo "== building the baseline kinfra at ${BASELINE}"
-    git -C "$repo_dir" worktree add --detach -q "$work/baseline" "$BASELINE"
-    cargo build --release --quiet --manifest-path "$work/baseline/Cargo.toml" --target-dir "$work/baseline-target"
-    baseline="$work/baseline-target/release/kinfra"
-fi
-
 # A one-service stack whose web port comes from kinfra, 50 slots, 400 files.
 mkdir -p "$main"
 cat >"$main/compose.yaml" <<'YAML'
@@ -62,7 +56,7 @@ name = "dense"
 sandbox_prefix = "dense--"
 repo_check = ""
 [slots]
-count = 50
+count = 60
 [ports.DENSE_WEB_PORT]
 local_prod = 21000
 sandbox = 21001
@@ -105,8 +99,7 @@ PY
 for n in 10 50; do
     register "$n"
     echo "== list with $n registered sandboxes ($((n / 3)) running), $runs runs"
-    cmds=("$kinfra sandbox list" "docker ps -a")
-    [[ -n "$baseline" ]] && cmds+=("$baseline sandbox list")
+    cmds=("$kinfra sandbox list" "docker ps -a" "env KINFRA_DOCKER_READS=cli $kinfra sandbox list")
     hyperfine --shell=none --warmup 3 --runs "$runs" --export-json "$work/list$n.json" "${cmds[@]}" >/dev/null
     median "$work/list$n.json"
 done
@@ -120,7 +113,11 @@ printf '#!/bin/sh\necho "compose $*" >>"%s/calls"\nexec "%s" "$@"\n' "$shim" "$(
 chmod +x "$shim/docker" "$shim/docker-compose"
 : >"$shim/calls"
 PATH="$shim:$PATH" "$kinfra" sandbox destroy s1 --yes >/dev/null 2>&1
-echo "  docker calls: $(wc -l <"$shim/calls")"
+echo "  docker calls (engine API reads): $(wc -l <"$shim/calls")"
+"$kinfra" sandbox create s1 >/dev/null 2>&1
+: >"$shim/calls"
+PATH="$shim:$PATH" KINFRA_DOCKER_READS=cli "$kinfra" sandbox destroy s1 --yes >/dev/null 2>&1
+echo "  docker calls (CLI reads, as before): $(wc -l <"$shim/calls")"
 
 echo "== destroy of a stopped sandbox ($runs runs; each run re-creates it first)"
 hyperfine --shell=none --runs "$runs" --prepare "$kinfra sandbox create s1" \

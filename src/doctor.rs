@@ -17,6 +17,32 @@ use crate::status::Container;
 use crate::timefmt;
 
 /// A repair `--fix` may apply: none of these can lose data.
+/// How `doctor` ends when problems remain after it ran.
+#[derive(Debug, thiserror::Error)]
+pub enum DoctorError {
+    #[error("{remaining} problem(s) need attention")]
+    ProblemsRemain {
+        remaining: usize,
+        /// How many of them `doctor --fix` would repair (0 when `--fix` was given).
+        repairable: usize,
+    },
+}
+
+impl crate::error::Diagnostic for DoctorError {
+    fn exit(&self) -> crate::error::Exit {
+        crate::error::Exit::Failure
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            DoctorError::ProblemsRemain { repairable, .. } if *repairable > 0 => Some(format!(
+                "{repairable} of them can be repaired safely with `kinfra doctor --fix`"
+            )),
+            DoctorError::ProblemsRemain { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Drop a registry entry whose directory is gone and which Docker holds nothing of.

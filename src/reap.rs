@@ -204,7 +204,10 @@ fn judge(
 fn stop(config: &Config, registry: &Registry, id: &str, reporter: &dyn Reporter) -> Result<()> {
     let entry = registry
         .sandbox(id)
-        .ok_or_else(|| crate::error::Error::failure(format!("`{id}` is no longer registered")))?;
+        .ok_or_else(|| crate::instance::InstanceError::NoSuchName {
+            name: id.to_string(),
+            known: registry.all().map(|e| e.instance_id.clone()).collect(),
+        })?;
     // Another command on it means it is in use: leave it.
     let _lock =
         crate::lock::instance_within(&config.state_dir, id, "reap", Duration::ZERO, reporter)?;

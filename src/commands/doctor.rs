@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::context::Ctx;
 use crate::doctor::{self, Fix, Inputs};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output;
 use crate::registry::Registry;
 use crate::status;
@@ -85,13 +85,11 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     }
     if remaining > 0 {
         let auto = reported.iter().filter(|r| r.auto && !r.fixed).count();
-        let mut err = Error::failure(format!("{remaining} problem(s) need attention"));
-        if auto > 0 && !args.fix {
-            err = err.hint(format!(
-                "{auto} of them can be repaired safely with `kinfra doctor --fix`"
-            ));
+        return Err(doctor::DoctorError::ProblemsRemain {
+            remaining,
+            repairable: if args.fix { 0 } else { auto },
         }
-        return Err(err);
+        .into());
     }
     Ok(0)
 }

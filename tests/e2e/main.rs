@@ -13,6 +13,7 @@ mod fuzz;
 mod paths;
 mod registry_v2;
 mod safety;
+mod screens;
 mod stack;
 mod stress;
 mod upstream;
