@@ -26,10 +26,9 @@ compose="docker-compose"
 docker compose version >/dev/null 2>&1 && [[ "${KINFRA_COMPOSE:-auto}" != v1 ]] && compose="docker compose"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/kinfra-density.XXXXXX")"
-export HOME="$work/home" GIT_CONFIG_GLOBAL=/dev/null
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
-mkdir -p "$HOME"
+# shellcheck source=scripts/lib/hello-repo.sh
+. "$repo_dir/scripts/lib/hello-repo.sh"
+hello_sandbox_env "$work"
 main="$work/dev/dense"
 cleanup() {
     (cd "$main" 2>/dev/null && "$kinfra" sandbox destroy --all --force >/dev/null 2>&1) || true

@@ -6,6 +6,9 @@
 #                                     the CLI read path, destroy's docker calls, up against
 #                                     its floor, create+destroy against git worktree
 #                                     (bench-density.sh)
+#   scripts/bench.sh create [RUNS]    create + destroy and list on a ktrdr-shaped repository;
+#                                     BASELINE=<rev> measures an older kinfra beside
+#                                     (bench-create.sh)
 #   scripts/bench.sh [all] [RUNS]     every suite, one after the other
 #
 # Needs Docker, hyperfine (apt-get install hyperfine) and python3.
@@ -16,12 +19,14 @@ suite="${1:-all}"
 case "$suite" in
 basic) exec "$dir/bench-basic.sh" "$@" ;;
 density) exec "$dir/bench-density.sh" "$@" ;;
+create) exec "$dir/bench-create.sh" "$@" ;;
 all)
     "$dir/bench-basic.sh" "$@"
     "$dir/bench-density.sh" "$@"
+    "$dir/bench-create.sh" "$@"
     ;;
 *)
-    echo "usage: scripts/bench.sh [basic|density|all] [RUNS]" >&2
+    echo "usage: scripts/bench.sh [basic|density|create|all] [RUNS]" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,4 @@
-# Shared by scripts/demo.sh and scripts/bench.sh (source it): a throwaway HOME and a
+# Shared by scripts/demo.sh and the benchmarks (source it): a throwaway HOME and a
 # git repository holding examples/hello-stack.
 
 # hello_sandbox_env WORK: point HOME and git's identity at WORK, so nothing of the
