@@ -53,6 +53,9 @@ pub enum Command {
     Rescue(commands::rescue::RescueCommand),
     /// Wait until an instance's startability gate passes (for scripts and agents).
     Wait(commands::wait::Args),
+    /// The `[hooks]` of kinfra.toml: approve them, list them, revoke approvals.
+    #[command(subcommand)]
+    Hooks(commands::hooks::HooksCommand),
     /// Show the port map.
     Ports(commands::ports::Args),
     /// Print this instance's environment, shell-sourceable.
@@ -164,6 +167,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rescue(c) => commands::rescue::run(&ctx, &c),
         Command::Reap(a) => commands::reap::run(&ctx, &a),
         Command::Wait(a) => commands::wait::run(&ctx, &a),
+        Command::Hooks(c) => commands::hooks::run(&ctx, &c),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Completions(_) | Command::Man(_) => Ok(0),

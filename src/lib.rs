@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gate;
 pub mod git;
+pub mod hooks;
 pub mod index;
 pub mod inspect;
 pub mod instance;

@@ -335,6 +335,41 @@ impl Cmd {
         })
     }
 
+    /// Run with stdout and stderr read line by line as they come, each line handed to
+    /// `on_line` (from reader threads); a non-zero exit is *not* an error here.
+    pub fn output_lines(
+        &self,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<ExitStatus, ProcessError> {
+        use std::io::BufRead;
+        let limit = self.resolve_limit(false)?;
+        let mut cmd = self.build();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.spawn(cmd, true)?;
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        std::thread::scope(|scope| {
+            let lines = |pipe: Option<Box<dyn Read + Send>>| {
+                scope.spawn(move || {
+                    if let Some(p) = pipe {
+                        for line in std::io::BufReader::new(p)
+                            .split(b'\n')
+                            .map_while(Result::ok)
+                        {
+                            on_line(String::from_utf8_lossy(&line).trim_end_matches('\r'));
+                        }
+                    }
+                })
+            };
+            let out_thread = lines(out.map(|p| Box::new(p) as Box<dyn Read + Send>));
+            let err_thread = lines(err.map(|p| Box::new(p) as Box<dyn Read + Send>));
+            // Done only when the pipes are closed too: a grandchild may still hold them.
+            let pipes_closed = || out_thread.is_finished() && err_thread.is_finished();
+            self.supervise(&mut child, false, limit, &pipes_closed)
+        })
+    }
+
     /// Run captured and require success; returns stdout.
     pub fn run(&self) -> Result<String, ProcessError> {
         let out = self.output()?;

@@ -12,7 +12,8 @@ use crate::output;
   kinfra sandbox down              # stop the containers, keep the data
   kinfra sandbox down my-feature   # by name, from any directory
   kinfra sandbox down --volumes    # also remove the instance's volumes
-  kinfra local-prod down --dry-run")]
+  kinfra local-prod down --dry-run
+  kinfra sandbox down --no-hooks   # without the pre_down hooks of kinfra.toml")]
 pub struct Args {
     /// The instance (id or the name given to create), from any directory; default: the
     /// one you are in (local-prod: the registered one).
@@ -26,6 +27,8 @@ pub struct Args {
     /// Print the compose command that would run, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub hooks: super::hooks::NoHooks,
 }
 
 pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
@@ -47,6 +50,13 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
     }
     let reporter = output::Term::new();
     let _lock = target.lock(&ctx.config, &format!("{} down", kind.label()), &reporter)?;
+    super::hooks::run_stage(
+        ctx,
+        crate::hooks::Stage::PreDown,
+        &super::hooks::site_of(&target.inst),
+        super::hooks::policy(args.hooks),
+        &reporter,
+    )?;
     lifecycle::down(&ctx.config, &target, args.volumes, &reporter)?;
     output::done(&format!(
         "`{}` stopped{}",

@@ -11,7 +11,8 @@ use crate::registry::canonical;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kinfra local-prod destroy --dry-run   # from anywhere: shows the registered local-prod's plan
-  kinfra local-prod destroy --yes")]
+  kinfra local-prod destroy --yes
+  kinfra local-prod destroy --yes --no-hooks   # without the pre_destroy hooks")]
 pub struct Args {
     /// `--yes`, and go on when Docker cannot confirm the stop.
     #[arg(long)]
@@ -22,6 +23,8 @@ pub struct Args {
     /// Skip the prompt only.
     #[arg(short, long)]
     pub yes: bool,
+    #[command(flatten)]
+    pub hooks: super::hooks::NoHooks,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -58,7 +61,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         force: args.force,
         delete_branch: false,
     };
-    destroy::execute(&ctx.config, &plan, opts, &output::Term::new())?;
+    let reporter = output::Term::new();
+    super::hooks::pre_destroy(ctx, &plan, args.hooks, &reporter)?;
+    destroy::execute(&ctx.config, &plan, opts, &reporter)?;
     output::done(&format!(
         "destroyed local-prod `{}`; the clone at `{}` was kept (only its `{}` was removed)",
         entry.instance_id,

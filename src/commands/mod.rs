@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod down;
 pub mod env;
+pub mod hooks;
 pub mod init_shared;
 pub mod list;
 pub mod local_prod_create;

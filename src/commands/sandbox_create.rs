@@ -10,7 +10,8 @@ use crate::provision::{self, Checkout};
   kinfra sandbox create my-feature                 # ../<project>--my-feature on the lowest free slot
   kinfra sandbox create fix-42 --branch fix/42     # check out (or create) branch fix/42
   kinfra sandbox create spike --slot 5 --dry-run   # show what would happen
-  kinfra sandbox create agent-7 --up               # create, start, wait for the gate, print URLs")]
+  kinfra sandbox create agent-7 --up               # create, start, wait for the gate, print URLs
+  kinfra sandbox create quick --no-hooks           # without the post_create hooks of kinfra.toml")]
 pub struct Args {
     /// Sandbox name; slugified into the directory name (`My Feature!` → `my-feature`).
     pub name: String,
@@ -27,6 +28,8 @@ pub struct Args {
     /// Then start it and wait for its gate (`sandbox up`), and print its URLs.
     #[arg(long)]
     pub up: bool,
+    #[command(flatten)]
+    pub hooks: super::hooks::NoHooks,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -35,11 +38,19 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         super::print_lines(&plan.describe(&ctx.config));
         return Ok(0);
     }
-    let created = provision::execute(&ctx.config, &plan, &output::Term::new())?;
+    let reporter = output::Term::new();
+    let created = provision::execute(&ctx.config, &plan, &reporter)?;
     super::print_created(&ctx.config, "created sandbox", &created);
     if let Checkout::Worktree { branch, .. } = &plan.checkout {
         output::note(&format!("  {:<12}{}", "Branch:", branch.describe()));
     }
+    super::hooks::post_create(
+        ctx,
+        &created,
+        crate::instance::Kind::Sandbox,
+        args.hooks,
+        &reporter,
+    )?;
     if args.up {
         let here = crate::context::Ctx::at(&created.path, ctx.config_flag.as_deref())?;
         super::up::up(
@@ -48,6 +59,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
             &crate::instance::Selector::Here,
             &crate::lifecycle::UpOptions::default(),
             false,
+            args.hooks,
         )?;
     } else {
         output::hint(&format!(

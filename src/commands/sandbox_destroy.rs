@@ -15,7 +15,8 @@ use crate::registry::{Entry, canonical};
   kinfra sandbox destroy my-feature --yes     # no prompt; refuses uncommitted work
   kinfra sandbox destroy my-feature --rescue  # save uncommitted work as a rescue, then destroy
   kinfra sandbox destroy --all --yes
-  kinfra sandbox destroy my-feature --yes --delete-branch   # its branch too, if merged")]
+  kinfra sandbox destroy my-feature --yes --delete-branch   # its branch too, if merged
+  kinfra sandbox destroy my-feature --yes --no-hooks        # without the pre_destroy hooks")]
 pub struct Args {
     /// Sandbox to destroy, by instance id or name (default: the one you are in).
     /// Taken from the registry, never from the directory name.
@@ -43,6 +44,8 @@ pub struct Args {
     /// all of its commits (otherwise it is kept, and destroy says why).
     #[arg(long)]
     pub delete_branch: bool,
+    #[command(flatten)]
+    pub hooks: super::hooks::NoHooks,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -138,7 +141,11 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let mut failed = 0;
     let mut left_cwd = None;
     for plan in &plans {
-        match destroy::execute(&ctx.config, plan, opts, &reporter) {
+        // A failing pre_destroy hook stops this instance's destroy before it changes
+        // anything.
+        let destroyed = super::hooks::pre_destroy(ctx, plan, args.hooks, &reporter)
+            .and_then(|()| destroy::execute(&ctx.config, plan, opts, &reporter));
+        match destroyed {
             Ok(outcome) => {
                 output::done(&format!("destroyed sandbox `{}`", plan.entry.instance_id));
                 match &outcome.branch {

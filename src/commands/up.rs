@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::hooks::Stage;
 use crate::instance::Kind;
 use crate::lifecycle::{self, UpOptions};
 use crate::output;
@@ -16,7 +17,8 @@ use crate::output;
   kinfra sandbox up --build         # rebuild images first
   kinfra sandbox up --no-wait       # return once the containers are started
   kinfra sandbox up --timeout 300 --dry-run
-  kinfra sandbox up --memory 2g --cpus 1.5   # this instance's budget, kept for later ups")]
+  kinfra sandbox up --memory 2g --cpus 1.5   # this instance's budget, kept for later ups
+  kinfra sandbox up --no-hooks      # without the pre_up/post_up hooks of kinfra.toml")]
 pub struct Args {
     /// The instance (id or the name given to create), from any directory; default: the
     /// one you are in (local-prod: the registered one).
@@ -45,6 +47,8 @@ pub struct Args {
     /// Print what would be started and checked, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub hooks: super::hooks::NoHooks,
 }
 
 pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
@@ -57,7 +61,7 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
         memory: args.memory,
         cpus: args.cpus,
     };
-    up(ctx, kind, &sel, &opts, args.dry_run)
+    up(ctx, kind, &sel, &opts, args.dry_run, args.hooks)
 }
 
 /// Start an instance and wait for its gate, printing what happens (also `create --up`).
@@ -67,6 +71,7 @@ pub fn up(
     sel: &crate::instance::Selector,
     opts: &UpOptions,
     dry_run: bool,
+    hooks: super::hooks::NoHooks,
 ) -> Result<u8> {
     let mut target = lifecycle::resolve(ctx, kind, sel)?;
     let ctx = &target.ctx.clone();
@@ -74,6 +79,12 @@ pub fn up(
     let _lock = (!dry_run)
         .then(|| target.lock(&ctx.config, &format!("{} up", kind.label()), &reporter))
         .transpose()?;
+    // Hooks never run with --dry-run; a failing pre_up stops before anything changes.
+    let policy = super::hooks::policy(hooks);
+    let site = super::hooks::site_of(&target.inst);
+    if !dry_run {
+        super::hooks::run_stage(ctx, Stage::PreUp, &site, policy, &reporter)?;
+    }
     let plan = lifecycle::plan_up(&ctx.config, &target, opts)?;
     if dry_run {
         super::print_lines(&plan.describe(&target));
@@ -94,6 +105,9 @@ pub fn up(
             }
         }
     }
+    // The env file may have gained ports during `up`.
+    let site = super::hooks::site_of(&target.inst);
+    super::hooks::run_stage(ctx, Stage::PostUp, &site, policy, &reporter)?;
     Ok(0)
 }
 

@@ -115,6 +115,7 @@ pub fn layout(
             per_slot: Some(2),
         }),
         budget: None,
+        hooks: None,
     }
 }
 

@@ -107,6 +107,28 @@ pub struct Layer {
     pub networks: Option<NetworksLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HooksLayer>,
+}
+
+/// `[hooks]`: shell commands run at points of an instance's life, each only once the
+/// user approved it (see `hooks`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksLayer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_create: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_up: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_up: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_down: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_destroy: Option<Vec<String>>,
+    /// Seconds each command may run (default 300).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -382,6 +404,11 @@ impl Layer {
             secrets: overlay!(self.secrets, over.secrets, [timeout, items]),
             networks: overlay!(self.networks, over.networks, [enabled, range, per_slot]),
             budget: overlay!(self.budget, over.budget, [memory, cpus, max_concurrent_ups]),
+            hooks: overlay!(
+                self.hooks,
+                over.hooks,
+                [post_create, pre_up, post_up, pre_down, pre_destroy, timeout]
+            ),
         }
     }
 
@@ -534,6 +561,8 @@ pub struct Config {
     pub budget: Budget,
     /// At most this many `up`s at once; 0: no cap.
     pub max_concurrent_ups: u32,
+    /// Lifecycle hooks (run only once approved).
+    pub hooks: crate::hooks::Hooks,
     /// The merged layer this was resolved from (rendered by `config show`).
     pub layer: Layer,
 }
@@ -704,6 +733,8 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
     let secrets = layer.secrets.unwrap_or_default();
     let nets = layer.networks.unwrap_or_default();
     let budget = layer.budget.unwrap_or_default();
+    let hooks =
+        crate::hooks::Hooks::from_layer(layer.hooks.unwrap_or_default()).map_err(invalid)?;
     let networks = if nets.enabled.unwrap_or(true) {
         Some(
             NetworkPlan::parse(
@@ -834,6 +865,7 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
             cpus: budget.cpus,
         },
         max_concurrent_ups,
+        hooks,
         layer: Layer::default(),
     };
     validate_checks(&config).map_err(invalid)?;
