@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod density;
 mod fuzz;
+mod hooks;
 mod paths;
 mod registry_v2;
 mod safety;
