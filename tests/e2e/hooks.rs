@@ -253,6 +253,7 @@ fn a_failing_pre_up_stops_up_before_compose_runs() {
         .assert_code(0);
     let (_, path) = create(&env, "a", &[]);
     let id = format!("hk{}-preup--a", std::process::id());
+    let _down = Down(id.clone());
     let run = env.kinfra(&path, &["sandbox", "up", "--timeout", "30"]);
     run.assert_code(exit::REFUSED)
         .assert_stderr_contains("pre_up hook")
