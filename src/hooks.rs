@@ -486,13 +486,16 @@ pub enum Answer {
     Always,
 }
 
+/// Asks the user about a stage's unapproved commands (which would run in the directory).
+pub type Ask = dyn Fn(Stage, &Path, &[&str]) -> Answer;
+
 /// How a command treats hooks.
 #[derive(Clone, Copy)]
 pub struct Policy<'a> {
     /// `--no-hooks`.
     pub skip: bool,
     /// Asks about unapproved commands; `None` when nobody can answer (they are skipped).
-    pub ask: Option<&'a dyn Fn(Stage, &Path, &[&str]) -> Answer>,
+    pub ask: Option<&'a Ask>,
 }
 
 impl Policy<'_> {
@@ -729,6 +732,20 @@ mod tests {
             ..HooksLayer::default()
         };
         assert!(Hooks::from_layer(zero).is_err());
+    }
+
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n[hooks]")
+            .expect("README has the example")
+            + 8;
+        let len = readme[start..].find("```").expect("closed");
+        let layer =
+            crate::config::parse_layer(Path::new("README"), &readme[start..start + len]).unwrap();
+        let hooks = Hooks::from_layer(layer.hooks.unwrap()).unwrap();
+        assert_eq!(hooks.all().count(), 6);
     }
 
     #[test]

@@ -248,7 +248,7 @@ pub fn policy(flag: NoHooks) -> Policy<'static> {
     }
     Policy {
         skip: false,
-        ask: output::interactive().then_some(&ask as &dyn Fn(Stage, &Path, &[&str]) -> Answer),
+        ask: output::interactive().then_some(&ask as &hooks::Ask),
     }
 }
 
