@@ -15,7 +15,8 @@ use crate::common::{Env, Run, canon, docker, exit};
 
 const COMPOSE: &str = "services:\n  web:\n    image: kinfra-test/busybox:latest\n    stop_grace_period: 1s\n    ports:\n      - \"127.0.0.1:${WEB_PORT:-26170}:8080\"\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 600 & wait\"]\n";
 
-const PORTS: &str = "[ports.WEB_PORT]\nlocal_prod = 26170\nsandbox = 26171\nstride = 1\n";
+/// Docker's own subnets: a derived layout's fixed ones are the same in every test HOME.
+const PORTS: &str = "[ports.WEB_PORT]\nlocal_prod = 26170\nsandbox = 26171\nstride = 1\n\n[networks]\nenabled = false\n";
 
 /// A repository with the compose file and a kinfra.toml of `PORTS` plus `hooks`.
 fn repo(case: &str, hooks: &str) -> Env {
@@ -224,6 +225,59 @@ fn a_hostile_config_cannot_move_the_approvals() {
     env.kinfra(&env.main, &["hooks", "list"])
         .assert_code(exit::FAILURE)
         .assert_stderr_contains("approvals");
+}
+
+/// `sandbox create NAME` on a terminal (through `script`), answering `answer` to the
+/// prompt; returns what the terminal showed.
+fn create_on_a_terminal(env: &Env, name: &str, answer: &str) -> String {
+    let kinfra = assert_cmd::cargo::cargo_bin("kinfra");
+    let line = format!("{} sandbox create {name}", kinfra.display());
+    let mut cmd = std::process::Command::new("script");
+    env.apply(&mut cmd);
+    cmd.current_dir(&env.main)
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run script");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{shown}");
+    shown
+}
+
+#[test]
+fn on_a_terminal_unapproved_hooks_are_asked_about() {
+    let env = repo("ask", MARK);
+    let sandbox = |n: &str| env.sibling(&format!("hk{}-ask--{n}", std::process::id()));
+    let shown = create_on_a_terminal(&env, "a", "n");
+    assert!(shown.contains("not approved yet"), "{shown}");
+    assert!(!sandbox("a").join("hook-ran").exists());
+    // `y`: this time only.
+    create_on_a_terminal(&env, "b", "y");
+    assert!(sandbox("b").join("hook-ran").is_file());
+    assert!(!approvals_file(&env).exists());
+    // `always`: approved, and run.
+    create_on_a_terminal(&env, "c", "always");
+    assert!(sandbox("c").join("hook-ran").is_file());
+    let rows = listed(&env, &env.main);
+    assert!(
+        rows["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["approved"] == true),
+        "{rows:#}"
+    );
+    // Approved hooks are not asked about.
+    let shown = create_on_a_terminal(&env, "d", "");
+    assert!(!shown.contains("not approved yet"), "{shown}");
+    assert!(sandbox("d").join("hook-ran").is_file());
 }
 
 /// `service state` of every container of the compose project `project`.
