@@ -158,13 +158,13 @@ pub fn digest(command: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("{stage} hook `{command}` failed ({status}); nothing was changed")]
+    #[error("{stage} hook `{command}` failed ({status})")]
     Failed {
         stage: Stage,
         command: String,
         status: String,
     },
-    #[error("{stage} hook `{command}` did not finish within {}s and was stopped; nothing was changed", .timeout.as_secs())]
+    #[error("{stage} hook `{command}` did not finish within {}s and was stopped", .timeout.as_secs())]
     TimedOut {
         stage: Stage,
         command: String,
@@ -217,10 +217,10 @@ impl Diagnostic for HookError {
     fn hint(&self) -> Option<String> {
         match self {
             HookError::Failed { .. } | HookError::Spawn { .. } => Some(
-                "fix the hook (its output is above), or run once without hooks: --no-hooks".into(),
+                "nothing was changed; fix the hook (its output is above), or run once without hooks: --no-hooks".into(),
             ),
             HookError::TimedOut { .. } => Some(
-                "raise `[hooks] timeout` in kinfra.toml, or run once without hooks: --no-hooks"
+                "nothing was changed; raise `[hooks] timeout` in kinfra.toml, or run once without hooks: --no-hooks"
                     .into(),
             ),
             HookError::NoHome => Some("set `HOME` to your home directory".into()),
@@ -516,6 +516,8 @@ pub enum Outcome {
     SkippedByFlag,
     /// Not approved (and not confirmed).
     SkippedUnapproved(Vec<String>),
+    /// A `post_*` hook failed (a warning said so).
+    PostFailed,
 }
 
 /// Run the hooks of `stage` for `site`, if approved. A stage's commands are one set:
@@ -546,7 +548,7 @@ pub fn run(
     match result {
         Err(e) if !stage.is_pre() && !matches!(e, HookError::Interrupted { .. }) => {
             reporter.warn(&format!("{e}"));
-            Ok(Outcome::Ran(0))
+            Ok(Outcome::PostFailed)
         }
         other => other,
     }

@@ -100,15 +100,20 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Ask a yes/no question on the terminal; anything but y/yes is no.
 pub fn confirm(question: &str) -> bool {
+    matches!(ask(&format!("{question} [y/N]")).as_str(), "y" | "yes")
+}
+
+/// Ask on the terminal; the answer trimmed and in lower case (empty when unreadable).
+pub fn ask(question: &str) -> String {
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{question} [y/N] ");
+    let _ = write!(err, "{question} ");
     let _ = err.flush();
     drop(err);
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() {
-        return false;
+        return String::new();
     }
-    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+    answer.trim().to_lowercase()
 }
 
 /// Whether a prompt can be answered.

@@ -130,6 +130,9 @@ enum Limit {
     Unlimited,
 }
 
+/// The limit in force and the variable that set it (`None`: no limit).
+type LimitSetting = Option<(Duration, Option<&'static str>)>;
+
 /// A command to run: program, args, working directory, environment changes, limits.
 #[derive(Debug, Clone)]
 pub struct Cmd {
@@ -312,14 +315,20 @@ impl Cmd {
         })
     }
 
-    /// Run with stdout and stderr captured; a non-zero exit is *not* an error here.
-    pub fn output(&self) -> Result<Output, ProcessError> {
+    /// Start the child non-interactive, in its own group, stdout and stderr piped; its
+    /// time limit.
+    fn spawn_piped(&self) -> Result<(Child, LimitSetting), ProcessError> {
         let limit = self.resolve_limit(false)?;
         let mut cmd = self.build();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = self.spawn(cmd, true)?;
+        Ok((self.spawn(cmd, true)?, limit))
+    }
+
+    /// Run with stdout and stderr captured; a non-zero exit is *not* an error here.
+    pub fn output(&self) -> Result<Output, ProcessError> {
+        let (mut child, limit) = self.spawn_piped()?;
         // Read both pipes on threads so a chatty child never blocks on a full pipe.
         let out_thread = drain(child.stdout.take());
         let err_thread = drain(child.stderr.take());
@@ -342,12 +351,7 @@ impl Cmd {
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<ExitStatus, ProcessError> {
         use std::io::BufRead;
-        let limit = self.resolve_limit(false)?;
-        let mut cmd = self.build();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = self.spawn(cmd, true)?;
+        let (mut child, limit) = self.spawn_piped()?;
         let (out, err) = (child.stdout.take(), child.stderr.take());
         std::thread::scope(|scope| {
             let lines = |pipe: Option<Box<dyn Read + Send>>| {

@@ -2,7 +2,6 @@
 //! and what the commands that run hooks share: `--no-hooks`, the prompt for hooks not
 //! yet approved, and running one stage for an instance.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::context::Ctx;
@@ -221,15 +220,9 @@ fn ask(stage: Stage, dir: &Path, commands: &[&str]) -> Answer {
     for c in commands {
         output::note(&format!("  {c}"));
     }
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "run them? [y = this time / always = approve / N] ");
-    let _ = err.flush();
-    drop(err);
-    let mut answer = String::new();
-    if std::io::stdin().read_line(&mut answer).is_err() {
-        return Answer::No;
-    }
-    parse_answer(&answer)
+    parse_answer(&output::ask(
+        "run them? [y = this time / always = approve / N]",
+    ))
 }
 
 fn parse_answer(text: &str) -> Answer {

@@ -48,6 +48,16 @@ fn listed(env: &Env, cwd: &Path) -> serde_json::Value {
     serde_json::from_str(&run.stdout).expect("hooks list --json parses")
 }
 
+/// `approved` of every hook `hooks list --json` shows in `cwd`.
+fn approved(env: &Env, cwd: &Path) -> Vec<bool> {
+    listed(env, cwd)["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["approved"].as_bool().unwrap())
+        .collect()
+}
+
 fn approvals_file(env: &Env) -> PathBuf {
     env.home.join(".config/kinfra/approved-hooks.toml")
 }
@@ -75,15 +85,8 @@ fn an_approved_post_create_runs_in_the_instance_with_its_environment() {
     env.kinfra(&env.main, &["hooks", "approve", "-y"])
         .assert_code(0);
     assert!(approvals_file(&env).is_file());
+    assert_eq!(approved(&env, &env.main), [true, true]);
     let after = listed(&env, &env.main);
-    assert!(
-        after["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["approved"] == true),
-        "{after:#}"
-    );
     assert_eq!(
         after["repository"]["path"].as_str().unwrap(),
         canon(&env.main).to_str().unwrap()
@@ -101,13 +104,7 @@ fn an_approved_post_create_runs_in_the_instance_with_its_environment() {
         "the env file's port: {text}"
     );
     // A sandbox of the same repository uses the same approvals.
-    assert!(
-        listed(&env, &path)["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["approved"] == true)
-    );
+    assert_eq!(approved(&env, &path), [true, true]);
 }
 
 #[test]
@@ -134,8 +131,7 @@ fn a_changed_command_needs_approval_again() {
         "kinfra.toml",
         &format!("{PORTS}\n[hooks]\npost_create = [\"echo changed > hook-ran\"]\n"),
     );
-    let rows = listed(&env, &env.main);
-    assert_eq!(rows["hooks"][0]["approved"], false, "{rows:#}");
+    assert_eq!(approved(&env, &env.main), [false]);
     let (run, path) = create(&env, "a", &[]);
     run.assert_stderr_contains("kinfra hooks approve");
     assert!(!path.join("hook-ran").exists());
@@ -196,17 +192,9 @@ fn a_hostile_config_cannot_move_the_approvals() {
             planted.display()
         ),
     );
-    let rows = listed(&env, &env.main);
-    assert!(
-        rows["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["approved"] == false),
-        "{rows:#}"
-    );
+    assert_eq!(approved(&env, &env.main), [false, false]);
     assert_eq!(
-        rows["approvals_file"].as_str().unwrap(),
+        listed(&env, &env.main)["approvals_file"].as_str().unwrap(),
         approvals_file(&env).to_str().unwrap()
     );
     let (run, path) = create(&env, "a", &[]);
@@ -265,15 +253,7 @@ fn on_a_terminal_unapproved_hooks_are_asked_about() {
     // `always`: approved, and run.
     create_on_a_terminal(&env, "c", "always");
     assert!(sandbox("c").join("hook-ran").is_file());
-    let rows = listed(&env, &env.main);
-    assert!(
-        rows["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["approved"] == true),
-        "{rows:#}"
-    );
+    assert_eq!(approved(&env, &env.main), [true, true]);
     // Approved hooks are not asked about.
     let shown = create_on_a_terminal(&env, "d", "");
     assert!(!shown.contains("not approved yet"), "{shown}");
