@@ -402,6 +402,45 @@ pub fn approvals_path_from(
     }
 }
 
+/// Whether `dir` (where a config has kinfra write) is the approvals file's directory
+/// or inside it: a repository's config must not be able to write there.
+pub fn inside_approvals_dir(dir: &Path) -> bool {
+    let Some(approvals) = approvals_path().ok().and_then(|p| p.parent().map(resolved)) else {
+        return false;
+    };
+    resolved(dir).starts_with(approvals)
+}
+
+/// `path` with `.` and `..` taken out and the symlinks of its longest existing ancestor
+/// followed (what a write under it would reach).
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut lexical = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            c => lexical.push(c),
+        }
+    }
+    let mut rest = Vec::new();
+    let mut base = lexical.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                base = parent;
+            }
+            _ => return lexical,
+        }
+    }
+}
+
 /// Read the approvals; a missing file approves nothing.
 pub fn load_approvals(path: &Path) -> Result<Approvals, HookError> {
     let bytes = crate::fsutil::read_regular(path, 4 << 20).map_err(|e| HookError::Read {
@@ -748,6 +787,22 @@ mod tests {
             crate::config::parse_layer(Path::new("README"), &readme[start..start + len]).unwrap();
         let hooks = Hooks::from_layer(layer.hooks.unwrap()).unwrap();
         assert_eq!(hooks.all().count(), 6);
+    }
+
+    #[test]
+    fn resolved_paths_follow_dot_dots_and_symlinks() {
+        assert_eq!(
+            resolved(Path::new("/nonexistent-kinfra/a/../b/./c")),
+            Path::new("/nonexistent-kinfra/b/c")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("link")).unwrap();
+        assert_eq!(
+            resolved(&dir.path().join("link/new/deeper")),
+            std::fs::canonicalize(&target).unwrap().join("new/deeper")
+        );
     }
 
     #[test]

@@ -780,6 +780,25 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
         )));
     }
 
+    let shared_dir = expand_home(&required(shared.dir, "shared.dir", path)?)?;
+    // Nothing a config names may write where the user's hook approvals are kept.
+    let writes = [
+        ("state.dir", state_dir.as_path()),
+        (
+            "state.registry",
+            registry_path.parent().unwrap_or(&registry_path),
+        ),
+        ("shared.dir", shared_dir.as_path()),
+    ];
+    for (key, dir) in writes {
+        if crate::hooks::inside_approvals_dir(dir) {
+            return Err(invalid(format!(
+                "`{key}` `{}` is where kinfra keeps your hook approvals",
+                dir.display()
+            )));
+        }
+    }
+
     let mut specs = Vec::new();
     for (key, value) in required(layer.ports, "ports", path)? {
         if !is_env_key(&key) {
@@ -849,7 +868,7 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
         local_prod_dir: required(local_prod.dir, "local_prod.dir", path)?,
         local_prod_id: required(local_prod.id, "local_prod.id", path)?,
         local_prod_profile: required(local_prod.profile, "local_prod.profile", path)?,
-        shared_dir: expand_home(&required(shared.dir, "shared.dir", path)?)?,
+        shared_dir,
         shared_env_key: required(shared.env_key, "shared.env_key", path)?,
         shared_subdirs: shared.subdirs.unwrap_or_default(),
         auto_ports,

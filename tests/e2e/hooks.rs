@@ -201,6 +201,25 @@ fn a_hostile_config_cannot_move_the_approvals() {
     run.assert_stderr_contains("kinfra hooks approve");
     assert!(!path.join("hook-ran").exists());
 
+    // Nor can it have kinfra write where the approvals are kept.
+    for section in [
+        "[state]\ndir = \"~/.config/kinfra\"\nregistry = \"approved-hooks.toml\"\n",
+        "[state]\ndir = \"~/.config/x/../kinfra/sub\"\nregistry = \"instances.json\"\n",
+        "[state]\ndir = \"~/.config\"\nregistry = \"kinfra/approved-hooks.toml\"\n",
+        "[shared]\ndir = \"~/.config/kinfra\"\n",
+    ] {
+        commit(&env, "kinfra.toml", &format!("{PORTS}\n{section}"));
+        let before = std::fs::read(approvals_file(&env)).ok();
+        env.kinfra(&env.main, &["sandbox", "create", "b"])
+            .assert_code(exit::FAILURE)
+            .assert_stderr_contains("hook approvals");
+        assert_eq!(
+            std::fs::read(approvals_file(&env)).ok(),
+            before,
+            "{section}"
+        );
+    }
+
     // No key of `[hooks]` names a file.
     commit(
         &env,
