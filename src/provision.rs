@@ -1190,3 +1190,69 @@ fn is_orphan_clone(
         || envfile::EnvFile::load(&env_path)
             .is_ok_and(|e| e.get("INSTANCE_ID") == Some(config.local_prod_id.as_str())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CopyFile;
+    use crate::report::Capture;
+    use std::os::unix::fs::symlink;
+
+    fn config_copying(pairs: &[(&str, &str)]) -> Config {
+        let mut config = Config::builtin();
+        config.copy_files = pairs
+            .iter()
+            .map(|(from, to)| CopyFile {
+                from: (*from).into(),
+                to: (*to).into(),
+            })
+            .collect();
+        config
+    }
+
+    /// `copy_files` comes from the repository's config: a symlink on the way of its
+    /// source or its target (which could lead out of the checkout) is never followed.
+    #[test]
+    fn copy_files_never_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("checkout"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "outside data").unwrap();
+        std::fs::write(root.join("sub/settings.example"), "example").unwrap();
+        // A source that is a symlink to a file outside; a source under a symlinked
+        // directory; a target under a symlinked directory; a target that is a symlink.
+        symlink(outside.join("secret"), root.join("linked-source")).unwrap();
+        symlink(&outside, root.join("out")).unwrap();
+        symlink(outside.join("victim"), root.join("dangling-target")).unwrap();
+        let config = config_copying(&[
+            ("linked-source", "copied-secret"),
+            ("out/secret", "copied-through-dir"),
+            ("sub/settings.example", "out/planted"),
+            ("sub/settings.example", "dangling-target"),
+            ("sub/settings.example", "sub/settings"),
+        ]);
+        let reporter = Capture::default();
+        copy_files(&config, &root, &reporter);
+
+        assert!(!root.join("copied-secret").exists());
+        assert!(!root.join("copied-through-dir").exists());
+        assert!(!outside.join("planted").exists());
+        assert!(!outside.join("victim").exists());
+        let mut left: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["secret"]);
+        assert_eq!(
+            std::fs::read_to_string(root.join("sub/settings")).unwrap(),
+            "example"
+        );
+        let lines = reporter.lines();
+        assert!(
+            lines.iter().any(|l| l.contains("out/planted") && l.contains("symlink")),
+            "{lines:?}"
+        );
+    }
+}

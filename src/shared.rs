@@ -267,3 +267,93 @@ fn swap_in_copy(src: &Path, dest: &Path) -> Result<Option<PathBuf>> {
     }
     Ok(backup)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Silent;
+    use std::os::unix::fs::symlink;
+
+    fn config_with_shared(dir: &Path) -> Config {
+        let mut config = Config::builtin();
+        config.shared_dir = dir.to_owned();
+        config
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A source that is, contains, or lies inside the shared directory (also through
+    /// a symlink) is refused before anything is touched.
+    #[test]
+    fn a_source_that_resolves_to_the_shared_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir_all(shared.join("data")).unwrap();
+        std::fs::write(shared.join("data/prices.csv"), "1,2,3").unwrap();
+        symlink(&shared, dir.path().join("link")).unwrap();
+        let config = config_with_shared(&shared);
+        for from in [
+            shared.clone(),
+            dir.path().join("link"),
+            shared.join("data"),
+            dir.path().to_owned(),
+        ] {
+            let err = plan(&config, Some(&from)).expect_err(&from.display().to_string());
+            assert!(err.to_string().contains("overlap"), "{err}");
+        }
+        assert_eq!(names(&shared), ["data"]);
+        assert_eq!(names(&shared.join("data")), ["prices.csv"]);
+    }
+
+    /// Existing shared data is moved aside as a timestamped backup and kept; the plan
+    /// shows sizes and file counts; without `--from` existing data is left as it is.
+    #[test]
+    fn existing_data_is_kept_as_a_backup_and_the_plan_shows_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, from) = (dir.path().join("shared"), dir.path().join("checkout"));
+        std::fs::create_dir_all(shared.join("data")).unwrap();
+        std::fs::write(shared.join("data/old.csv"), "old data").unwrap();
+        std::fs::create_dir_all(from.join("data")).unwrap();
+        std::fs::write(from.join("data/new.csv"), "new").unwrap();
+        let config = config_with_shared(&shared);
+
+        let kept = plan(&config, None).unwrap();
+        let text = kept.describe().join("\n");
+        assert!(text.contains("keep as it is (has 8 B in 1 file(s))"), "{text}");
+        execute(&kept, &Silent).unwrap();
+        assert_eq!(names(&shared.join("data")), ["old.csv"]);
+
+        let copy = plan(&config, Some(&from)).unwrap();
+        let text = copy.describe().join("\n");
+        assert!(text.contains("3 B in 1 file(s)"), "{text}");
+        assert!(text.contains("now has 8 B in 1 file(s) (moved aside"), "{text}");
+        let outcome = execute(&copy, &Silent).unwrap();
+        assert_eq!(names(&shared.join("data")), ["new.csv"]);
+        assert_eq!(outcome.backups.len(), 1);
+        let backup = &outcome.backups[0];
+        assert!(
+            backup
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("data.backup-"),
+            "{}",
+            backup.display()
+        );
+        assert_eq!(
+            std::fs::read_to_string(backup.join("old.csv")).unwrap(),
+            "old data"
+        );
+        assert_eq!(
+            std::fs::read_to_string(from.join("data/new.csv")).unwrap(),
+            "new"
+        );
+    }
+}

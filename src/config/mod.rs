@@ -1200,4 +1200,46 @@ mod tests {
     fn local_prod_id_must_be_a_project_name() {
         assert!(with("[local_prod]\nid = \"Bad Name\"\n").is_err());
     }
+
+    /// A repository's `kinfra.toml` is untrusted: every path stays inside the checkout
+    /// or the shared directory, every key is an environment variable name that kinfra
+    /// does not write itself.
+    #[test]
+    fn a_repositorys_paths_and_keys_are_untrusted() {
+        let copy = |from: &str, to: &str| {
+            format!("[instance]\ncopy_files = [{{ from = \"{from}\", to = \"{to}\" }}]\n")
+        };
+        let refused = [
+            copy("../outside", "x"),
+            copy("x", "../../etc/cron.d/x"),
+            copy("/etc/passwd", "x"),
+            copy("x", "/tmp/x"),
+            copy("a/../../b", "x"),
+            copy("", "x"),
+            copy("x", "a\\u000ab"),
+            "[instance]\ncompose_files = [\"../other/docker-compose.yml\"]\n".into(),
+            "[instance]\nenv_file = \"../.env\"\n".into(),
+            "[local_prod]\ndir = \"../elsewhere\"\n".into(),
+            "[shared]\nsubdirs = [{ name = \"..\", env_key = \"X_DIR\" }]\n".into(),
+            "[shared]\nsubdirs = [{ name = \"a/b\", env_key = \"X_DIR\" }]\n".into(),
+            "[shared]\nsubdirs = [{ name = \"data\", env_key = \"SLOT_NUMBER\" }]\n".into(),
+            "[shared]\nsubdirs = [{ name = \"data\", env_key = \"1X\" }]\n".into(),
+            "[shared]\nsubdirs = [{ name = \"data\", env_key = \"X;touch pwned\" }]\n".into(),
+            "[shared]\nenv_key = \"INSTANCE_ID\"\n".into(),
+            "[gate]\nchecks = []\n[ports.SLOT_NUMBER]\nlocal_prod = 47000\nsandbox = 47010\nstride = 10\n"
+                .into(),
+            "[gate]\nchecks = []\n[ports.\"A-B\"]\nlocal_prod = 47000\nsandbox = 47010\nstride = 10\n"
+                .into(),
+        ];
+        for text in refused {
+            let err = with(&text).expect_err(&text);
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        for text in [
+            copy("./a/b.example", "a/b"),
+            "[shared]\nsubdirs = [{ name = \"data\", env_key = \"_X9\" }]\n".into(),
+        ] {
+            with(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
 }

@@ -646,3 +646,52 @@ fn a_busy_port_is_a_conflict_naming_the_port() {
     assert!(!env_file(&env.main).exists());
     drop(listener);
 }
+
+/// Ids are unique across sandboxes and local-prod: `sandbox init --name` with
+/// local-prod's id is refused and local-prod's entry is kept as it is.
+#[test]
+fn init_with_local_prods_id_is_refused() {
+    let env = Env::new();
+    env.kinfra(&env.main, &["local-prod", "create"])
+        .assert_code(0);
+    let before = snapshot(&env);
+    let prod_entry = env.registry()["instances"][env.local_prod_id()].clone();
+    assert!(prod_entry.is_object(), "{}", env.registry_text());
+    let run = env.kinfra(
+        &env.main,
+        &["sandbox", "init", "--name", env.local_prod_id()],
+    );
+    assert_error(&run, exit::CONFLICT, &[env.local_prod_id()]);
+    assert_unchanged(&env, &before);
+    assert_eq!(
+        env.registry()["instances"][env.local_prod_id()],
+        prod_entry
+    );
+}
+
+/// A create that cannot ask Docker whether an earlier instance of the same id left
+/// volumes refuses (it never just warns) and makes nothing.
+#[test]
+fn create_refuses_when_docker_cannot_be_asked_about_leftovers() {
+    let env = Env::new();
+    env.create_sandbox("first");
+    let before = snapshot(&env);
+    for args in [
+        &["sandbox", "create", "second"][..],
+        &["sandbox", "create", "second", "--slot", "5"][..],
+        &["local-prod", "create"][..],
+    ] {
+        let mut cmd = env.kinfra_cmd(&env.main, args);
+        cmd.env("DOCKER_HOST", "unix:///nonexistent-kinfra.sock");
+        let run = Run::from(cmd.output().unwrap());
+        assert_error(&run, exit::EXTERNAL, &["cannot ask Docker"]);
+        assert_hint(&run, "DOCKER_HOST");
+        assert_unchanged(&env, &before);
+    }
+    let id = env.id_of("main");
+    let mut cmd = env.kinfra_cmd(&env.main, &["sandbox", "init", "--name", &id]);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent-kinfra.sock");
+    let run = Run::from(cmd.output().unwrap());
+    assert_error(&run, exit::EXTERNAL, &["cannot ask Docker"]);
+    assert_unchanged(&env, &before);
+}

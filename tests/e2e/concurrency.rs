@@ -186,3 +186,49 @@ fn a_briefly_held_lock_is_waited_for() {
     );
     assert_consistent(&env, &["patient".into()]);
 }
+
+/// Whole commands of one instance exclude each other: while another process holds the
+/// instance's lock (as a running `up` or `destroy` does for its whole duration),
+/// `destroy` and `down` of that instance wait, then give up naming it and change
+/// nothing. A command on another instance is not held up.
+#[test]
+fn a_held_instance_lock_stops_destroy_and_down_of_that_instance() {
+    let env = Env::new();
+    let dir = env.create_sandbox("busy");
+    let other = env.create_sandbox("free");
+    let id = env.id_of("busy");
+    let locks = env.home.join(".ktrdr/locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(locks.join(format!("{id}.lock")))
+        .unwrap();
+    lock.lock().unwrap();
+    let before = std::fs::read(env.registry_path()).unwrap();
+
+    for (cwd, args) in [
+        (&env.main, vec!["sandbox", "destroy", id.as_str(), "--yes"]),
+        (&env.main, vec!["sandbox", "destroy", id.as_str(), "--force"]),
+        (&dir, vec!["sandbox", "down"]),
+    ] {
+        let mut cmd = env.kinfra_cmd(cwd, &args);
+        cmd.env("KINFRA_LOCK_TIMEOUT", "1");
+        let run = Run::from(cmd.output().unwrap());
+        run.assert_code(3);
+        assert!(run.stderr.contains(&id), "{args:?}\n{}", run.stderr);
+        assert!(dir.join(".env.sandbox").is_file(), "{args:?}");
+        assert_eq!(std::fs::read(env.registry_path()).unwrap(), before);
+    }
+    assert!(dir.is_dir());
+
+    let free = env.id_of("free");
+    env.kinfra(&env.main, &["sandbox", "destroy", &free, "--yes"])
+        .assert_code(0);
+    assert!(!other.exists());
+    drop(lock);
+    env.kinfra(&env.main, &["sandbox", "destroy", &id, "--yes"])
+        .assert_code(0);
+    assert!(!dir.exists());
+}

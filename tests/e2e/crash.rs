@@ -694,14 +694,23 @@ fn local_prod_create_after_clone_is_resumed() {
     // A clone without an env file is also what a completed `local-prod destroy` keeps:
     // nothing kinfra-specific is wrong, and re-running create adopts it.
     check_after_crash(&env, &env.main).assert_clean();
+    // As if killed before kinfra re-pointed origin: `git clone` names the main
+    // repository as origin.
+    let origin = env.git(&env.main, &["remote", "get-url", "origin"]);
+    env.git(
+        &prod,
+        &["remote", "set-url", "origin", env.main.to_str().unwrap()],
+    );
 
     let run = env.kinfra(&env.main, &["local-prod", "create"]);
     run.assert_code(0);
     assert_eq!(count_resumes(&run, "create"), 1, "{}", run.stderr);
     assert_final(&env, &[], Some(&prod), &env.main, &[]);
-    // Still an independent clone (not a worktree), on the default branch.
+    // Still an independent clone (not a worktree), on the default branch, and the
+    // resumed create ends with the main repository's origin.
     assert!(prod.join(".git").is_dir());
     assert_eq!(env.git(&prod, &["branch", "--show-current"]).trim(), "main");
+    assert_eq!(env.git(&prod, &["remote", "get-url", "origin"]), origin);
 }
 
 #[test]

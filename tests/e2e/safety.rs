@@ -1121,3 +1121,43 @@ fn instance_commands_run_only_in_their_own_kind_of_instance() {
     assert_eq!(env.registry_text(), before);
     assert_eq!(snapshot(&sandbox), sandbox_files);
 }
+
+/// `destroy --all` acts only on the current checkout's sandboxes: a registry shared
+/// with another clone of the project keeps that clone's sandboxes (and their files)
+/// exactly as they were, and says it left them alone.
+#[test]
+fn destroy_all_leaves_another_checkouts_sandboxes_alone() {
+    let env = Env::new();
+    let mine = env.create_sandbox(&uniq("all-mine"));
+    let elsewhere = env.root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    env.git(
+        &elsewhere,
+        &["clone", "-q", env.main.to_str().unwrap(), "other-main"],
+    );
+    let other_main = elsewhere.join("other-main");
+    let origin = env.git(&env.main, &["remote", "get-url", "origin"]);
+    env.git(&other_main, &["remote", "set-url", "origin", origin.trim()]);
+    let theirs_name = uniq("all-theirs");
+    let theirs = PathBuf::from(
+        env.kinfra(&other_main, &["sandbox", "create", &theirs_name])
+            .assert_code(0)
+            .stdout
+            .trim(),
+    );
+    let theirs_id = env.id_of(&theirs_name);
+    let theirs_entry = env.registry()["instances"][&theirs_id].clone();
+    assert!(theirs_entry.is_object(), "{}", env.registry_text());
+    let theirs_before = snapshot(&theirs);
+
+    let run = env.kinfra(&env.main, &["sandbox", "destroy", "--all", "--yes"]);
+    run.assert_code(0);
+    assert!(!mine.exists());
+    assert!(run.stderr.contains(&theirs_id), "{}", run.stderr);
+    assert_eq!(env.registry()["instances"][&theirs_id], theirs_entry);
+    assert_eq!(snapshot(&theirs), theirs_before);
+    assert_eq!(
+        worktrees(&env, &other_main),
+        vec![canon(&other_main), canon(&theirs)]
+    );
+}

@@ -545,3 +545,91 @@ fn doctor_never_deletes_rescues_and_prune_is_explicit() {
         "the branch must be kept"
     );
 }
+
+/// With Docker unreachable, doctor exits non-zero and says it could not check
+/// containers and volumes (text and `--json`); it never says "no problems found", and
+/// `--fix` changes nothing it could only judge with Docker.
+#[test]
+fn doctor_without_docker_says_it_could_not_check() {
+    let env = Env::new();
+    env.create_sandbox("one");
+    let before = std::fs::read(env.registry_path()).unwrap();
+    let down = |args: &[&str]| {
+        let mut cmd = env.kinfra_cmd(&env.main, args);
+        cmd.env("DOCKER_HOST", "unix:///nonexistent-kinfra.sock");
+        Run::from(cmd.output().unwrap())
+    };
+    let run = down(&["doctor"]);
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("could not check containers"), "{all}");
+    assert!(!all.contains("no problems found"), "{all}");
+
+    for args in [&["doctor", "--json"][..], &["doctor", "--json", "--fix"][..]] {
+        let run = down(args);
+        assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        let report: Value = serde_json::from_str(&run.stdout).unwrap();
+        finding(&report, "docker-unreachable", "docker");
+        assert_eq!(std::fs::read(env.registry_path()).unwrap(), before);
+    }
+    assert!(env.sibling(&env.id_of("one")).join(".env.sandbox").is_file());
+}
+
+/// `doctor --fix` rebuilds a corrupt registry only when every instance named in it is
+/// found again on disk: an `init`-ed clone is kept, and a sandbox moved where doctor
+/// cannot see it makes doctor refuse, leaving the corrupt file's bytes as they are.
+#[test]
+fn doctor_fix_never_rebuilds_an_instance_away() {
+    let env = Env::new();
+    let kept = env.create_sandbox("kept");
+    let moved = env.create_sandbox("moved");
+    let elsewhere = env.root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let clone_id = env.id_of("clone");
+    env.git(
+        &elsewhere,
+        &["clone", "-q", env.main.to_str().unwrap(), "clone"],
+    );
+    let clone = elsewhere.join("clone");
+    env.kinfra(&clone, &["sandbox", "init", "--name", &clone_id])
+        .assert_code(0);
+    let ids = [env.id_of("kept"), env.id_of("moved"), clone_id.clone()];
+    // Moved by hand where no git worktree list points.
+    std::fs::rename(&moved, env.root.path().join("hidden")).unwrap();
+    // Corrupt, but every id is still named in it.
+    let text = env.registry_text();
+    let corrupt = &text.as_bytes()[..text.trim_end().len() - 1];
+    std::fs::write(env.registry_path(), corrupt).unwrap();
+
+    let (run, report) = doctor(&env, &env.main, &["--fix"]);
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(finding(&report, "corrupt-registry", &env.registry_path().display().to_string())["fixed"], false, "{report:#}");
+    assert!(
+        run.stderr.contains(&ids[1]) || run.stdout.contains(&ids[1]),
+        "doctor should name the instance it cannot find\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(std::fs::read(env.registry_path()).unwrap(), corrupt);
+    assert!(kept.join(".env.sandbox").is_file());
+    assert!(clone.join(".env.sandbox").is_file());
+
+    // Moved back: doctor either rebuilds with all three (the clone too) or, when it
+    // cannot see the clone from here, still refuses.
+    std::fs::rename(env.root.path().join("hidden"), &moved).unwrap();
+    let (run, _) = doctor(&env, &env.main, &["--fix"]);
+    let now = std::fs::read(env.registry_path()).unwrap();
+    if now == corrupt {
+        assert!(run.stdout.contains(&clone_id) || run.stderr.contains(&clone_id));
+        return;
+    }
+    let reg = env.registry();
+    for id in &ids {
+        assert!(
+            reg["instances"][id].is_object(),
+            "{id} dropped\n{}\n{}\n{reg:#}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
