@@ -655,7 +655,7 @@ fn init_with_local_prods_id_is_refused() {
     env.kinfra(&env.main, &["local-prod", "create"])
         .assert_code(0);
     let before = snapshot(&env);
-    let prod_entry = env.registry()["instances"][env.local_prod_id()].clone();
+    let prod_entry = env.registry()["local_prod"].clone();
     assert!(prod_entry.is_object(), "{}", env.registry_text());
     let run = env.kinfra(
         &env.main,
@@ -663,10 +663,7 @@ fn init_with_local_prods_id_is_refused() {
     );
     assert_error(&run, exit::CONFLICT, &[env.local_prod_id()]);
     assert_unchanged(&env, &before);
-    assert_eq!(
-        env.registry()["instances"][env.local_prod_id()],
-        prod_entry
-    );
+    assert_eq!(env.registry()["local_prod"], prod_entry);
 }
 
 /// A create that cannot ask Docker whether an earlier instance of the same id left
@@ -694,4 +691,34 @@ fn create_refuses_when_docker_cannot_be_asked_about_leftovers() {
     let run = Run::from(cmd.output().unwrap());
     assert_error(&run, exit::EXTERNAL, &["cannot ask Docker"]);
     assert_unchanged(&env, &before);
+}
+
+/// `HOME` unset, empty or relative is refused with a hint naming `HOME`; kinfra never
+/// resolves its state directory against the current directory.
+#[test]
+fn home_unset_empty_or_relative_is_refused_with_a_hint() {
+    let env = Env::new();
+    env.create_sandbox("present");
+    let before = snapshot(&env);
+    for home in [None, Some(""), Some("relative/home")] {
+        for args in [
+            &["sandbox", "list"][..],
+            &["sandbox", "create", "other"][..],
+            &["doctor"][..],
+        ] {
+            let mut cmd = env.kinfra_cmd(&env.main, args);
+            match home {
+                None => cmd.env_remove("HOME"),
+                Some(h) => cmd.env("HOME", h),
+            };
+            let run = Run::from(cmd.output().unwrap());
+            assert_error(&run, exit::USAGE, &["HOME"]);
+            assert_hint(&run, "HOME");
+            assert_unchanged(&env, &before);
+            for dir in [&env.main, &env.dev()] {
+                assert!(!dir.join(".ktrdr").exists(), "{home:?} {args:?}");
+                assert!(!dir.join("relative").exists(), "{home:?} {args:?}");
+            }
+        }
+    }
 }

@@ -189,10 +189,11 @@ fn a_briefly_held_lock_is_waited_for() {
 
 /// Whole commands of one instance exclude each other: while another process holds the
 /// instance's lock (as a running `up` or `destroy` does for its whole duration),
-/// `destroy` and `down` of that instance wait, then give up naming it and change
-/// nothing. A command on another instance is not held up.
+/// `destroy` of that instance (by name, with `--yes` or `--force`, and from inside)
+/// waits, then gives up naming it and changes nothing. A command on another instance
+/// is not held up.
 #[test]
-fn a_held_instance_lock_stops_destroy_and_down_of_that_instance() {
+fn a_held_instance_lock_stops_destroy_of_that_instance() {
     let env = Env::new();
     let dir = env.create_sandbox("busy");
     let other = env.create_sandbox("free");
@@ -211,7 +212,7 @@ fn a_held_instance_lock_stops_destroy_and_down_of_that_instance() {
     for (cwd, args) in [
         (&env.main, vec!["sandbox", "destroy", id.as_str(), "--yes"]),
         (&env.main, vec!["sandbox", "destroy", id.as_str(), "--force"]),
-        (&dir, vec!["sandbox", "down"]),
+        (&dir, vec!["sandbox", "destroy", "--yes"]),
     ] {
         let mut cmd = env.kinfra_cmd(cwd, &args);
         cmd.env("KINFRA_LOCK_TIMEOUT", "1");
