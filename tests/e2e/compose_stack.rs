@@ -902,3 +902,31 @@ fn a_layout_port_held_by_another_instance_stops_up() {
     assert_eq!(containers(&b.id), vec![], "nothing may start");
     assert_eq!(containers(&a.id), vec![]);
 }
+
+/// ktrdr's "database auth failures on slot reuse": `up` looks for what an earlier
+/// instance of the same id left before it starts anything. A volume of the project
+/// older than the instance makes `up` refuse, naming the volume, with nothing started
+/// and the volume kept.
+#[test]
+fn up_refuses_a_volume_an_earlier_instance_left() {
+    let name = format!("reuse{}", std::process::id());
+    let mut lab = Lab::project(&name, "reuse");
+    lab.commit("compose.yaml", SMALL_APP);
+    let sb = lab.create("a", None);
+    let old = crate::common::LabelledVolume::create(&sb.id, &format!("{}_olddata", sb.id));
+    // The instance as if made after the volume (an earlier instance's data).
+    let registry = lab
+        .env
+        .home
+        .join(format!(".local/state/kinfra/{name}/instances.json"));
+    let mut reg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&registry).unwrap()).unwrap();
+    reg["instances"][&sb.id]["created_at"] = "2099-01-01T00:00:00.000000+00:00".into();
+    std::fs::write(&registry, serde_json::to_string_pretty(&reg).unwrap()).unwrap();
+
+    let run = lab.kinfra(&sb.path, &["sandbox", "up", "--timeout", GATE_TIMEOUT]);
+    run.assert_code(exit::CONFLICT);
+    assert!(run.stderr.contains(&old.0), "{run:?}");
+    assert!(containers(&sb.id).is_empty(), "{:?}", containers(&sb.id));
+    assert!(old.exists());
+}
