@@ -1251,7 +1251,9 @@ mod tests {
         );
         let lines = reporter.lines();
         assert!(
-            lines.iter().any(|l| l.contains("out/planted") && l.contains("symlink")),
+            lines
+                .iter()
+                .any(|l| l.contains("out/planted") && l.contains("symlink")),
             "{lines:?}"
         );
     }

@@ -326,14 +326,20 @@ mod tests {
 
         let kept = plan(&config, None).unwrap();
         let text = kept.describe().join("\n");
-        assert!(text.contains("keep as it is (has 8 B in 1 file(s))"), "{text}");
+        assert!(
+            text.contains("keep as it is (has 8 B in 1 file(s))"),
+            "{text}"
+        );
         execute(&kept, &Silent).unwrap();
         assert_eq!(names(&shared.join("data")), ["old.csv"]);
 
         let copy = plan(&config, Some(&from)).unwrap();
         let text = copy.describe().join("\n");
         assert!(text.contains("3 B in 1 file(s)"), "{text}");
-        assert!(text.contains("now has 8 B in 1 file(s) (moved aside"), "{text}");
+        assert!(
+            text.contains("now has 8 B in 1 file(s) (moved aside"),
+            "{text}"
+        );
         let outcome = execute(&copy, &Silent).unwrap();
         assert_eq!(names(&shared.join("data")), ["new.csv"]);
         assert_eq!(outcome.backups.len(), 1);

@@ -211,7 +211,10 @@ fn a_held_instance_lock_stops_destroy_of_that_instance() {
 
     for (cwd, args) in [
         (&env.main, vec!["sandbox", "destroy", id.as_str(), "--yes"]),
-        (&env.main, vec!["sandbox", "destroy", id.as_str(), "--force"]),
+        (
+            &env.main,
+            vec!["sandbox", "destroy", id.as_str(), "--force"],
+        ),
         (&dir, vec!["sandbox", "destroy", "--yes"]),
     ] {
         let mut cmd = env.kinfra_cmd(cwd, &args);

@@ -565,14 +565,21 @@ fn doctor_without_docker_says_it_could_not_check() {
     assert!(all.contains("could not check containers"), "{all}");
     assert!(!all.contains("no problems found"), "{all}");
 
-    for args in [&["doctor", "--json"][..], &["doctor", "--json", "--fix"][..]] {
+    for args in [
+        &["doctor", "--json"][..],
+        &["doctor", "--json", "--fix"][..],
+    ] {
         let run = down(args);
         assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
         let report: Value = serde_json::from_str(&run.stdout).unwrap();
         finding(&report, "docker-unreachable", "docker");
         assert_eq!(std::fs::read(env.registry_path()).unwrap(), before);
     }
-    assert!(env.sibling(&env.id_of("one")).join(".env.sandbox").is_file());
+    assert!(
+        env.sibling(&env.id_of("one"))
+            .join(".env.sandbox")
+            .is_file()
+    );
 }
 
 /// `doctor --fix` rebuilds a corrupt registry only when every instance named in it is
@@ -603,7 +610,15 @@ fn doctor_fix_never_rebuilds_an_instance_away() {
 
     let (run, report) = doctor(&env, &env.main, &["--fix"]);
     assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(finding(&report, "corrupt-registry", &env.registry_path().display().to_string())["fixed"], false, "{report:#}");
+    assert_eq!(
+        finding(
+            &report,
+            "corrupt-registry",
+            &env.registry_path().display().to_string()
+        )["fixed"],
+        false,
+        "{report:#}"
+    );
     assert!(
         run.stderr.contains(&ids[1]) || run.stdout.contains(&ids[1]),
         "doctor should name the instance it cannot find\n{}\n{}",
