@@ -66,6 +66,8 @@ pub enum Command {
     Completions(commands::completions::Args),
     /// Write a man page per command into a directory.
     Man(commands::man::Args),
+    /// Serve one instance to AI agents over MCP (stdio), scoped to that instance.
+    Mcp(commands::mcp::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +172,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Hooks(c) => commands::hooks::run(&ctx, &c),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
+        Command::Mcp(a) => commands::mcp::run(&ctx, &a),
         Command::Completions(_) | Command::Man(_) => Ok(0),
     }
 }

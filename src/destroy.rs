@@ -200,6 +200,16 @@ pub fn unsaved_work(config: &Config, path: &Path) -> Result<UnsavedWork> {
             content,
         });
     }
+    // `.mcp.json` as `sandbox create --mcp` wrote it.
+    let mcp = path.join(crate::mcp::CONFIG_FILE);
+    if crate::mcp::is_ours(&mcp)
+        && let Ok(content) = std::fs::read(&mcp)
+    {
+        kinfra_files.push(KinfraFile {
+            path: crate::mcp::CONFIG_FILE.into(),
+            content,
+        });
+    }
     for f in &config.copy_files {
         if let Ok(content) = std::fs::read(path.join(&f.from)) {
             kinfra_files.push(KinfraFile {

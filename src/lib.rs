@@ -26,6 +26,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod listing;
 pub mod lock;
+pub mod mcp;
 pub mod output;
 pub mod overrides;
 pub mod ports;

@@ -14,6 +14,7 @@ pub mod local_prod_destroy;
 pub mod local_prod_init;
 pub mod logs;
 pub mod man;
+pub mod mcp;
 pub mod path;
 pub mod ports;
 pub mod reap;

@@ -40,16 +40,17 @@ impl Diagnostic for NoSuchSlot {
     }
 }
 
+/// `ports --json` (also the `ports` tool of `kinfra mcp`).
 #[derive(Serialize)]
-struct PortsReport {
-    schema_version: u32,
-    slots: Vec<SlotPorts>,
+pub struct PortsReport {
+    pub schema_version: u32,
+    pub slots: Vec<SlotPorts>,
 }
 
 #[derive(Serialize)]
-struct SlotPorts {
-    slot: u32,
-    ports: BTreeMap<String, u16>,
+pub struct SlotPorts {
+    pub slot: u32,
+    pub ports: BTreeMap<String, u16>,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {

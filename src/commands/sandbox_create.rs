@@ -11,7 +11,8 @@ use crate::provision::{self, Checkout};
   kinfra sandbox create fix-42 --branch fix/42     # check out (or create) branch fix/42
   kinfra sandbox create spike --slot 5 --dry-run   # show what would happen
   kinfra sandbox create agent-7 --up               # create, start, wait for the gate, print URLs
-  kinfra sandbox create quick --no-hooks           # without the post_create hooks of kinfra.toml")]
+  kinfra sandbox create quick --no-hooks           # without the post_create hooks of kinfra.toml
+  kinfra sandbox create agent-8 --mcp              # and a .mcp.json for an agent started there")]
 pub struct Args {
     /// Sandbox name; slugified into the directory name (`My Feature!` → `my-feature`).
     pub name: String,
@@ -30,12 +31,22 @@ pub struct Args {
     pub up: bool,
     #[command(flatten)]
     pub hooks: super::hooks::NoHooks,
+    /// Also write `.mcp.json` in the worktree: a `kinfra mcp` server scoped to the
+    /// sandbox, for an agent started there.
+    #[arg(long)]
+    pub mcp: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let plan = provision::plan_sandbox_create(ctx, &args.name, args.branch.as_deref(), args.slot)?;
     if args.dry_run {
         super::print_lines(&plan.describe(&ctx.config));
+        if args.mcp {
+            super::print_lines(&[format!(
+                "write `{}` (kinfra mcp --instance <id>)",
+                crate::mcp::CONFIG_FILE
+            )]);
+        }
         return Ok(0);
     }
     let reporter = output::Term::new();
@@ -43,6 +54,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     super::print_created(&ctx.config, "created sandbox", &created);
     if let Checkout::Worktree { branch, .. } = &plan.checkout {
         output::note(&format!("  {:<12}{}", "Branch:", branch.describe()));
+    }
+    if args.mcp {
+        let path = crate::mcp::write_config_file(&created.path, &created.id)?;
+        output::note(&format!("  {:<12}{}", "MCP:", path.display()));
     }
     super::hooks::post_create(
         ctx,

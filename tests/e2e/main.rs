@@ -11,6 +11,7 @@ mod crash;
 mod density;
 mod fuzz;
 mod hooks;
+mod mcp;
 mod paths;
 mod registry_v2;
 mod safety;

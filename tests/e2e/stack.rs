@@ -37,7 +37,7 @@ const SLOT_LOCAL_PROD_NEIGHBOUR: u32 = 8;
 const SLOT_DESTROY: u32 = 9;
 const SLOT_DOWN: u32 = 10;
 const SLOT_FLAVOR: u32 = 6; // shares with the gate test (serialized by the lock)
-const SLOT_SHELL: u32 = 10; // shares with the down test (serialized by the lock)
+pub(crate) const SLOT_SHELL: u32 = 10; // shares with the down test (serialized by the lock)
 
 /// One lock per slot 0..=10: tests that share a slot's host ports never overlap.
 static SLOT_LOCKS: [Mutex<()>; 11] = [const { Mutex::new(()) }; 11];
@@ -243,10 +243,10 @@ fn assert_health_ok(port: u16) {
 
 /// A sandbox made by a test.
 #[derive(Debug, Clone)]
-struct Sandbox {
-    id: String,
-    path: PathBuf,
-    slot: u32,
+pub(crate) struct Sandbox {
+    pub(crate) id: String,
+    pub(crate) path: PathBuf,
+    pub(crate) slot: u32,
 }
 
 impl Sandbox {
@@ -261,8 +261,8 @@ impl Sandbox {
     }
 }
 
-struct Stack {
-    env: Env,
+pub(crate) struct Stack {
+    pub(crate) env: Env,
     /// `<dev>/hello`, the main repository of the example stack.
     main: PathBuf,
     tag: String,
@@ -278,7 +278,7 @@ struct Stack {
 impl Stack {
     /// Lock `slots`, make a hermetic HOME and the main repository `<dev>/hello`
     /// holding the example's compose file and kinfra.toml.
-    fn new(test: &str, slots: &[u32]) -> Stack {
+    pub(crate) fn new(test: &str, slots: &[u32]) -> Stack {
         require_docker();
         let mut slots = slots.to_vec();
         slots.sort_unstable();
@@ -340,7 +340,7 @@ impl Stack {
     }
 
     /// `kinfra sandbox create t<pid>-<test>-<name> --slot N` from the main repository.
-    fn create(&mut self, name: &str, slot: u32) -> Sandbox {
+    pub(crate) fn create(&mut self, name: &str, slot: u32) -> Sandbox {
         let name = format!("{}-{name}", self.tag);
         let id = format!("hello--{name}");
         self.sandboxes.push(id.clone());
@@ -412,7 +412,7 @@ impl Stack {
         item["status"].as_str().expect("status").to_string()
     }
 
-    fn log(&self, what: &str) {
+    pub(crate) fn log(&self, what: &str) {
         eprintln!(
             "[{} +{:.1}s] {what}",
             self.tag,
