@@ -183,15 +183,7 @@ pub fn logs(scope: &Scope, service: Option<&str>, tail: Option<u32>) -> Result<A
     let tail_text = tail.to_string();
     let mut sub = vec!["logs", "--no-color", "--tail", tail_text.as_str()];
     sub.extend(service);
-    let out = target
-        .project
-        .command(target.flavor, &sub)
-        .timeout_kind(TimeoutKind::Compose)
-        .output()
-        .map_err(|e| lifecycle::LifecycleError::Compose {
-            command: format!("`compose {}`", sub.join(" ")),
-            reason: e.to_string(),
-        })?;
+    let out = captured(&target, &sub)?;
     let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
     let text = lines.join("\n");
     answer(
@@ -204,6 +196,25 @@ pub fn logs(scope: &Scope, service: Option<&str>, tail: Option<u32>) -> Result<A
         },
         text,
     )
+}
+
+/// `compose <sub…>` with its output captured (a non-zero exit is not an error here).
+fn captured(target: &lifecycle::Target, sub: &[&str]) -> Result<crate::process::Output> {
+    target
+        .project
+        .command(target.flavor, sub)
+        .timeout_kind(TimeoutKind::Compose)
+        .output()
+        .map_err(|e| {
+            lifecycle::LifecycleError::Compose {
+                command: format!(
+                    "`compose {}`",
+                    sub.iter().take(3).copied().collect::<Vec<_>>().join(" ")
+                ),
+                reason: e.to_string(),
+            }
+            .into()
+        })
 }
 
 fn action(scope: &Scope, action: &str, service: Option<&str>) -> ActionReport {
@@ -296,15 +307,7 @@ pub fn exec(scope: &Scope, service: &str, command: &[String]) -> Result<Answer> 
     sub.extend(command.iter().map(String::as_str));
     let reporter = Term::new();
     lifecycle::touch(&target.ctx.config, target.id(), &reporter);
-    let out = target
-        .project
-        .command(target.flavor, &sub)
-        .timeout_kind(TimeoutKind::Compose)
-        .output()
-        .map_err(|e| lifecycle::LifecycleError::Compose {
-            command: format!("`compose exec {service}`"),
-            reason: e.to_string(),
-        })?;
+    let out = captured(&target, &sub)?;
     let exit_code = lifecycle::exit_code_of(out.status);
     let mut text = out.stdout.clone();
     if !out.stderr.is_empty() {
