@@ -4,9 +4,10 @@
 # nothing is pulled). Two lanes:
 #
 #   v1  every test with Compose v1 (`KINFRA_COMPOSE=v1`, `docker-compose`);
-#   v2  the Docker end-to-end modules (`stack::`, `compose_stack::`) again with
-#       Compose v2 (`KINFRA_COMPOSE=v2`, the `docker compose` plugin installed under
-#       target/docker-config by scripts/install-compose-v2.sh).
+#   v2  the Docker end-to-end modules (`stack::`, `compose_stack::`, and the MCP
+#       session on a running stack) again with Compose v2 (`KINFRA_COMPOSE=v2`, the
+#       `docker compose` plugin installed under target/docker-config by
+#       scripts/install-compose-v2.sh).
 #
 # `compose_stack::` runs on its own in each lane: it holds slots 9 and 10 of the
 # built-in ktrdr layout (host ports 8009, 8010, ...), which other modules' tests expect
@@ -50,8 +51,9 @@ if scripts/install-compose-v2.sh; then
     export KINFRA_COMPOSE=v2
     echo "== lane v2 uses Compose v2: $(docker compose version 2>&1 | head -n 1) (KINFRA_COMPOSE=v2, DOCKER_CONFIG=$DOCKER_CONFIG)"
     # `stack::` also matches `compose_stack::`; both are named for the reader.
-    lane "v2: stack and compose_stack" \
-        cargo test --test e2e --no-fail-fast -- stack:: compose_stack:: "$@"
+    lane "v2: stack, compose_stack and mcp on a stack" \
+        cargo test --test e2e --no-fail-fast -- stack:: compose_stack:: \
+        mcp::the_tools_drive_a_running_stack "$@"
 else
     echo "== lane v2: FAILED: Compose v2 could not be installed"
     failed+=("v2: install")
