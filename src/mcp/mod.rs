@@ -161,6 +161,18 @@ pub fn serve(ctx: &Ctx, opts: &Options) -> Result<u8> {
         .enable_time()
         .build()
         .map_err(|e| McpError::Runtime(e.to_string()))?;
-    runtime.block_on(server::run(scope, opts.allow_exec))?;
+    let served = runtime.block_on(server::run(scope, opts.allow_exec));
+    // A read of stdin may still be pending (after a signal), which nothing can cancel:
+    // wait for the tools still running (a while at most), never for that read.
+    let started = std::time::Instant::now();
+    while server::tools_running() && started.elapsed() < SHUTDOWN {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    runtime.shutdown_background();
+    served?;
+    crate::interrupt::check()?;
     Ok(0)
 }
+
+/// How long a stopping server waits for the tools still running.
+const SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(30);

@@ -4,6 +4,7 @@
 //! same message, hint and exit code the command line would give.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::handler::server::common::FromContextPart;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -89,6 +90,30 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// Tools running now (on the blocking pool).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one running tool while it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether a tool is still running.
+pub fn tools_running() -> bool {
+    RUNNING.load(Ordering::SeqCst) > 0
+}
+
 #[derive(Clone)]
 pub struct KinfraServer {
     scope: Arc<Scope>,
@@ -154,6 +179,7 @@ impl KinfraServer {
     {
         let scope = Arc::clone(&self.scope);
         let done = tokio::task::spawn_blocking(move || {
+            let _running = Running::start();
             scope.check(instance.as_deref())?;
             work(&scope)
         })
@@ -316,13 +342,21 @@ impl ServerHandler for KinfraServer {
     }
 }
 
-/// Serve until the client closes stdin.
+/// Serve until the client closes stdin, or SIGINT/SIGTERM (kinfra turns them into a
+/// flag, which is polled here).
 pub async fn run(scope: Scope, allow_exec: bool) -> Result<()> {
     let server = KinfraServer::new(scope, allow_exec);
     let running = server
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| McpError::Runtime(e.to_string()))?;
+    let stop = running.cancellation_token();
+    tokio::spawn(async move {
+        while !crate::interrupt::requested() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        stop.cancel();
+    });
     running
         .waiting()
         .await

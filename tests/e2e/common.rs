@@ -400,4 +400,5 @@ pub mod exit {
     pub const GATE_FAILED: i32 = 7;
     pub const TIMED_OUT: i32 = 8;
     pub const NOT_RUNNING: i32 = 9;
+    pub const INTERRUPTED: i32 = 130;
 }

@@ -435,3 +435,27 @@ fn the_tools_drive_a_running_stack() {
     assert_eq!(st_json["state"], "stopped", "{st_json}");
     s.close();
 }
+
+/// SIGTERM (as Ctrl-C) ends a server whose client keeps stdin open: exit 130, soon.
+#[test]
+fn a_signal_ends_the_server() {
+    let env = Env::new();
+    let a = env.create_sandbox("a");
+    let mut s = mcp(&env, &a, &[]);
+    assert_eq!(s.tools(), TOOLS);
+    let t = std::time::Instant::now();
+    let pid = s.child.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(kill.is_ok_and(|k| k.success()), "kill -TERM {pid}");
+    let status = loop {
+        if let Some(status) = s.child.try_wait().expect("wait for kinfra mcp") {
+            break status;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "kinfra mcp did not end on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(exit::INTERRUPTED), "{status}");
+}
