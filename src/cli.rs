@@ -56,6 +56,8 @@ pub enum Command {
     /// The `[hooks]` of kinfra.toml: approve them, list them, revoke approvals.
     #[command(subcommand)]
     Hooks(commands::hooks::HooksCommand),
+    /// A live dashboard of every instance: state, gate, URL, CPU, memory; start, stop, logs.
+    Top(commands::top::Args),
     /// Show the port map.
     Ports(commands::ports::Args),
     /// Print this instance's environment, shell-sourceable.
@@ -170,6 +172,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Reap(a) => commands::reap::run(&ctx, &a),
         Command::Wait(a) => commands::wait::run(&ctx, &a),
         Command::Hooks(c) => commands::hooks::run(&ctx, &c),
+        Command::Top(a) => commands::top::run(&ctx, &a),
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Mcp(a) => commands::mcp::run(&ctx, &a),

@@ -12,7 +12,7 @@ use crate::error::{Diagnostic, Exit};
 use crate::registry::{Entry, Registry, canonical};
 
 /// The two kinds of instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// Slots 1..N, one per linked worktree (or `init`-ed checkout).

@@ -48,6 +48,8 @@ pub mod state;
 pub mod status;
 pub mod timefmt;
 pub mod upqueue;
+pub mod watch;
+pub mod top;
 
 use std::process::ExitCode;
 

@@ -12,8 +12,8 @@ use crate::registry::{Entry, Registry, canonical};
 use crate::state::{InstanceState, State as Known};
 use crate::status::{self, Container, State};
 
-/// One row of `list --json` (and of the table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One row of `list --json` (and of the table, and of `list --watch --json` lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ListRow {
     pub instance_id: String,
     pub kind: Kind,
@@ -27,6 +27,9 @@ pub struct ListRow {
     /// `running`, `partial x/y`, `stopped`, `never started`, `stopped (idle)`,
     /// `queued`, `missing`, `unknown`.
     pub status: String,
+    /// The worst healthcheck result among its running containers (`unhealthy` over
+    /// `starting` over `healthy`); `null` when none of them has a healthcheck.
+    pub health: Option<status::Health>,
     /// The directory is gone.
     pub stale: bool,
     /// The current directory is inside this instance.
@@ -34,7 +37,7 @@ pub struct ListRow {
 }
 
 /// `list --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ListReport {
     pub schema_version: u32,
     pub instances: Vec<ListRow>,
@@ -84,6 +87,46 @@ pub fn list(config: &Config, registry: &Registry, state: &Known, cwd: &Path) -> 
     }
 }
 
+/// The row of one registered instance from its containers (`None`: Docker could not be
+/// asked), or `None` when `instance_id` is not registered.
+pub fn row_of(
+    config: &Config,
+    registry: &Registry,
+    state: &Known,
+    cwd: &Path,
+    instance_id: &str,
+    containers: Option<&[Container]>,
+) -> Option<ListRow> {
+    let (entry, kind) = registry
+        .instances
+        .iter()
+        .map(|e| (e, Kind::Sandbox))
+        .chain(registry.local_prod.iter().map(|e| (e, Kind::LocalProd)))
+        .find(|(e, _)| e.instance_id == instance_id)?;
+    Some(row(
+        config,
+        entry,
+        kind,
+        containers,
+        state.instance(instance_id),
+        &canonical(cwd),
+    ))
+}
+
+/// The worst health among running containers that have a healthcheck.
+pub fn health_of(containers: &[Container]) -> Option<status::Health> {
+    use status::Health;
+    containers
+        .iter()
+        .filter(|c| c.is_running())
+        .filter_map(|c| c.health)
+        .max_by_key(|h| match h {
+            Health::Healthy => 0,
+            Health::Starting => 1,
+            Health::Unhealthy => 2,
+        })
+}
+
 fn row(
     config: &Config,
     entry: &Entry,
@@ -130,6 +173,7 @@ fn row(
             (State::Stopped, Some(k)) if k.stopped_by_reap.is_some() => "stopped (idle)".into(),
             _ => state.label(),
         },
+        health: containers.and_then(health_of),
         stale: !exists,
         current: exists && here.starts_with(canonical(path)),
     }

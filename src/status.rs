@@ -59,7 +59,7 @@ impl std::fmt::Display for ContainerState {
 }
 
 /// A container's healthcheck result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Starting,

@@ -24,6 +24,7 @@ pub mod sandbox_destroy;
 pub mod sandbox_init;
 pub mod shell;
 pub mod status;
+pub mod top;
 pub mod up;
 pub mod url;
 pub mod wait;

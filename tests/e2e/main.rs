@@ -19,3 +19,4 @@ mod screens;
 mod stack;
 mod stress;
 mod upstream;
+mod watch;

@@ -33,7 +33,7 @@ const SLOT_PAIR_A: u32 = 4;
 const SLOT_PAIR_B: u32 = 5;
 const SLOT_GATE: u32 = 6;
 const SLOT_CONFLICT: u32 = 7;
-const SLOT_LOCAL_PROD_NEIGHBOUR: u32 = 8;
+pub(crate) const SLOT_LOCAL_PROD_NEIGHBOUR: u32 = 8;
 const SLOT_DESTROY: u32 = 9;
 const SLOT_DOWN: u32 = 10;
 const SLOT_FLAVOR: u32 = 6; // shares with the gate test (serialized by the lock)
@@ -264,7 +264,7 @@ impl Sandbox {
 pub(crate) struct Stack {
     pub(crate) env: Env,
     /// `<dev>/hello`, the main repository of the example stack.
-    main: PathBuf,
+    pub(crate) main: PathBuf,
     tag: String,
     sandboxes: Vec<String>,
     /// local-prod's instance id (its directory stays `<dev>/hello-prod`).
@@ -323,11 +323,11 @@ impl Stack {
         }
     }
 
-    fn cmd(&self, cwd: &Path, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, cwd: &Path, args: &[&str]) -> Command {
         self.env.kinfra_cmd(cwd, args)
     }
 
-    fn kinfra(&self, cwd: &Path, args: &[&str]) -> Run {
+    pub(crate) fn kinfra(&self, cwd: &Path, args: &[&str]) -> Run {
         self.env.kinfra(cwd, args)
     }
 
@@ -357,7 +357,7 @@ impl Stack {
     }
 
     /// `sandbox up` in `sb`, asserting success.
-    fn up(&self, sb: &Sandbox) -> Run {
+    pub(crate) fn up(&self, sb: &Sandbox) -> Run {
         let t = Instant::now();
         let run = self.kinfra(&sb.path, &["sandbox", "up", "--timeout", "60"]);
         run.assert_code(0);
