@@ -69,7 +69,7 @@ pub enum Fix {
 }
 
 /// What doctor found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     CorruptRegistry,
@@ -111,7 +111,7 @@ pub struct Finding {
 }
 
 /// A finding as reported (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Reported {
     pub kind: Kind,
     pub subject: String,

@@ -14,7 +14,7 @@ use crate::instance::{Instance, Kind};
 use crate::status::{self, Container, State};
 
 /// `status --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusReport {
     pub schema_version: u32,
     pub instance_id: String,
@@ -36,7 +36,7 @@ pub struct StatusReport {
 }
 
 /// One gate check, tried once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub name: String,
     pub passed: bool,
@@ -44,13 +44,13 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SharedSummary {
     pub dir: PathBuf,
     pub subdirs: Vec<SharedDir>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SharedDir {
     pub name: String,
     pub path: PathBuf,

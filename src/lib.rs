@@ -50,6 +50,7 @@ pub mod timefmt;
 pub mod upqueue;
 pub mod watch;
 pub mod top;
+pub mod schemas;
 
 use std::process::ExitCode;
 

@@ -16,7 +16,7 @@ use crate::report::Reporter;
 use crate::state::{Activity, State};
 
 /// One sandbox as reap sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Seen {
     pub instance_id: String,
     /// Idle since (the later of the last counter change and the last kinfra command).
@@ -30,7 +30,7 @@ pub struct Seen {
 }
 
 /// `reap --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub idle_limit_secs: u64,

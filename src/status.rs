@@ -10,7 +10,7 @@ use crate::docker::{self, DockerError, PROJECT_LABEL};
 use crate::engine::{Engine, EngineError, Filters};
 
 /// A container's state as Docker names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
     Created,
@@ -84,7 +84,7 @@ impl std::fmt::Display for Health {
 }
 
 /// One container as `docker ps -a` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Container {
     pub project: String,
     pub service: String,

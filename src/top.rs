@@ -267,17 +267,16 @@ fn draw_table(frame: &mut Frame, model: &Model, area: Rect) {
             let sample = model.samples.get(&r.instance_id).filter(|_| {
                 r.status == "running" || r.status.starts_with("partial")
             });
+            // A running instance with healthchecks shows its worst health instead.
             let state = match (r.stale, r.health) {
                 (true, _) => "missing".to_string(),
-                (false, Some(h)) if r.status == "running" => format!("running/{}", h.label()),
+                (false, Some(h)) if r.status == "running" => h.label().to_string(),
                 _ => r.status.clone(),
             };
             let style = if model.color {
                 match state.as_str() {
-                    s if s.starts_with("running/unhealthy") || r.stale => {
-                        Style::default().fg(Color::Red)
-                    }
-                    s if s.starts_with("running") => Style::default().fg(Color::Green),
+                    "unhealthy" | "missing" => Style::default().fg(Color::Red),
+                    "running" | "healthy" => Style::default().fg(Color::Green),
                     s if s.starts_with("partial") || s == "queued" => {
                         Style::default().fg(Color::Yellow)
                     }
@@ -311,9 +310,9 @@ fn draw_table(frame: &mut Frame, model: &Model, area: Rect) {
     let widths = [
         Constraint::Length(4),
         Constraint::Min(12),
-        Constraint::Length(16),
+        Constraint::Length(13),
         Constraint::Length(gate_width),
-        Constraint::Length(15),
+        Constraint::Length(20),
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(4),

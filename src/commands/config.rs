@@ -143,15 +143,16 @@ fn probe_kind(p: &crate::gate::Probe) -> &'static str {
     }
 }
 
-#[derive(serde::Serialize)]
-struct CheckReport<'a> {
+/// `config check --json`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct CheckReport<'a> {
     schema_version: u32,
     source: &'a crate::config::Source,
     findings: Vec<JsonFinding>,
     errors: usize,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 struct JsonFinding {
     #[serde(flatten)]
     finding: Finding,

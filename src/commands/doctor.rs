@@ -1,7 +1,5 @@
 //! `kinfra doctor [--fix] [--json] [--rescue-days N]`
 
-use serde_json::json;
-
 use crate::context::Ctx;
 use crate::doctor::{self, Fix, Inputs};
 use crate::error::Result;
@@ -21,6 +19,16 @@ pub struct Args {
     /// Print one JSON object (`schema_version` 1) instead of lines.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `doctor --json`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Report<'a> {
+    schema_version: u32,
+    registry: &'a std::path::Path,
+    findings: &'a [doctor::Reported],
+    /// Findings left unrepaired.
+    remaining: usize,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -63,15 +71,12 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         reported.push(f.report(fixed));
     }
     if args.json {
-        output::data(
-            &json!({
-                "schema_version": 1,
-                "registry": config.registry_path,
-                "findings": reported,
-                "remaining": remaining,
-            })
-            .to_string(),
-        );
+        super::print_json(&Report {
+            schema_version: 1,
+            registry: &config.registry_path,
+            findings: &reported,
+            remaining,
+        });
     } else if findings.is_empty() {
         output::done(&format!(
             "no problems found (registry `{}`)",

@@ -41,13 +41,13 @@ impl Diagnostic for NoSuchSlot {
 }
 
 /// `ports --json` (also the `ports` tool of `kinfra mcp`).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct PortsReport {
     pub schema_version: u32,
     pub slots: Vec<SlotPorts>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct SlotPorts {
     pub slot: u32,
     pub ports: BTreeMap<String, u16>,

@@ -56,13 +56,14 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-#[derive(Serialize)]
-struct ListReport {
+/// `rescue list --json`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ListReport {
     schema_version: u32,
     rescues: Vec<Row>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Row {
     name: String,
     instance: String,

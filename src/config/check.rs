@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::stack::{self, Stack};
 
 /// One thing `config check` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Finding {
     /// Two slots (or a slot and a literal) would publish the same host port.

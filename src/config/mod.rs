@@ -421,7 +421,7 @@ impl Layer {
 }
 
 /// Where the configuration in force came from (shown by `config show` and `-v`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Source {
     /// The built-in ktrdr layout.

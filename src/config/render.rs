@@ -17,18 +17,20 @@ pub fn to_toml(config: &Config) -> Result<String, toml::ser::Error> {
 }
 
 /// `config show --json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ConfigReport<'a> {
     pub schema_version: u32,
     pub source: &'a Source,
     pub registry: &'a std::path::Path,
     pub state_dir: &'a std::path::Path,
+    /// The effective layout, keyed as in `kinfra.toml`.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub layout: &'a Layer,
     /// The checks `up` runs, each with the service it needs (`null`: none named).
     pub gate: Vec<GateCheck>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct GateCheck {
     pub name: String,
     pub kind: String,

@@ -20,3 +20,5 @@ mod stack;
 mod stress;
 mod upstream;
 mod watch;
+mod top;
+mod schemas;

@@ -34,6 +34,22 @@ fn expect_line(
     panic!("no line {what}; lines so far:\n{seen:#?}");
 }
 
+/// The exit code of `child`, which must end within 10 seconds (it is killed if not).
+#[track_caller]
+fn exit_within(child: &mut std::process::Child, when: &str) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`list --watch` still runs 10s {when}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn watch_json_sees_up_down_create_destroy_and_ends_when_its_reader_goes() {
     let mut st = Stack::new("watch", &[SLOT]);
@@ -105,18 +121,8 @@ fn watch_json_sees_up_down_create_destroy_and_ends_when_its_reader_goes() {
     // Nothing more is read: the reader closes the pipe, and the idle watcher notices.
     drop(rx);
     reader.join().expect("reader");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("`list --watch` still runs 10s after its reader went away");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0), "{seen:#?}");
+    let code = exit_within(&mut child, "after its reader went away");
+    assert_eq!(code, Some(0), "{seen:#?}");
 }
 
 #[test]
@@ -131,13 +137,5 @@ fn watch_ends_with_0_on_sigterm() {
     std::thread::sleep(Duration::from_millis(700));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not end the watch");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(exit_within(&mut child, "after SIGTERM"), Some(0));
 }
