@@ -39,6 +39,7 @@ pub mod reap;
 pub mod registry;
 pub mod report;
 pub mod rescue;
+pub mod schemas;
 pub mod secrets;
 pub mod shared;
 pub mod slots;
@@ -47,10 +48,9 @@ pub mod stack;
 pub mod state;
 pub mod status;
 pub mod timefmt;
+pub mod top;
 pub mod upqueue;
 pub mod watch;
-pub mod top;
-pub mod schemas;
 
 use std::process::ExitCode;
 

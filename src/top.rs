@@ -212,11 +212,7 @@ pub fn draw(frame: &mut Frame, model: &Model) {
         Constraint::Length(1),
     ])
     .areas(area);
-    let running = model
-        .rows
-        .iter()
-        .filter(|r| r.status == "running")
-        .count();
+    let running = model.rows.iter().filter(|r| r.status == "running").count();
     frame.render_widget(
         Paragraph::new(format!(
             "kinfra top — {} instance(s), {running} running",
@@ -259,14 +255,17 @@ fn gate_cell(model: &Model, row: &ListRow) -> String {
 
 fn draw_table(frame: &mut Frame, model: &Model, area: Rect) {
     let gate_width = (model.check_names.len() as u16).max(4);
-    let header = Row::new(["SLOT", "INSTANCE", "STATE", "GATE", "URL", "CPU", "MEM", "UP"]);
+    let header = Row::new([
+        "SLOT", "INSTANCE", "STATE", "GATE", "URL", "CPU", "MEM", "UP",
+    ]);
     let rows: Vec<Row> = model
         .rows
         .iter()
         .map(|r| {
-            let sample = model.samples.get(&r.instance_id).filter(|_| {
-                r.status == "running" || r.status.starts_with("partial")
-            });
+            let sample = model
+                .samples
+                .get(&r.instance_id)
+                .filter(|_| r.status == "running" || r.status.starts_with("partial"));
             // A running instance with healthchecks shows its worst health instead.
             let state = match (r.stale, r.health) {
                 (true, _) => "missing".to_string(),
@@ -333,8 +332,7 @@ fn draw_table(frame: &mut Frame, model: &Model, area: Rect) {
     }
     frame.render_stateful_widget(table, area, &mut state);
     if model.rows.is_empty() {
-        let [_, below] =
-            Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+        let [_, below] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
         frame.render_widget(
             Paragraph::new("  no instances are registered; `kinfra sandbox create NAME` makes one"),
             below,
@@ -393,7 +391,9 @@ fn sample_all(config: &Config, targets: &[Target]) -> BTreeMap<String, Sample> {
                 continue;
             }
             let engine = engine.as_ref();
-            jobs.push(scope.spawn(move || (t.id.clone(), sample_one(config, engine, t, containers))));
+            jobs.push(
+                scope.spawn(move || (t.id.clone(), sample_one(config, engine, t, containers))),
+            );
         }
         for job in jobs {
             if let Ok((id, sample)) = job.join() {
@@ -428,14 +428,11 @@ fn sample_one(
         .gate_checks
         .iter()
         .map(|spec| {
-            let passed = ports
-                .iter()
-                .find(|p| p.key == spec.port)
-                .is_some_and(|p| {
-                    crate::gate::Check::from_spec(spec, p.port)
-                        .attempt(containers)
-                        .is_ok()
-                });
+            let passed = ports.iter().find(|p| p.key == spec.port).is_some_and(|p| {
+                crate::gate::Check::from_spec(spec, p.port)
+                    .attempt(containers)
+                    .is_ok()
+            });
             (spec.name.clone(), passed)
         })
         .collect();
@@ -527,11 +524,17 @@ fn spawn_child(exe: &PathBuf, cwd: &PathBuf, args: &[String], tx: &Sender<Msg>) 
                 }
             };
             pipe(
-                child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
                 tx.clone(),
             );
             pipe(
-                child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
                 tx.clone(),
             );
             let tx = tx.clone();
@@ -794,7 +797,10 @@ mod tests {
         assert!(s.contains("> 1"), "{s}");
         assert!(s.contains("✓✗"), "{s}");
         assert!(s.contains("localhost:8001"), "{s}");
-        assert!(s.contains("1.5%") && s.contains("3.0M") && s.contains("3m"), "{s}");
+        assert!(
+            s.contains("1.5%") && s.contains("3.0M") && s.contains("3m"),
+            "{s}"
+        );
         assert!(s.contains("gate: api ✓  db ✗"), "{s}");
         assert!(s.contains("hello"), "{s}");
     }
@@ -802,12 +808,18 @@ mod tests {
     #[test]
     fn a_small_terminal_gets_one_line() {
         let s = screen(60, 10, &model());
-        assert_eq!(s.lines().next().unwrap().trim(), "terminal too small (need 80x24)");
+        assert_eq!(
+            s.lines().next().unwrap().trim(),
+            "terminal too small (need 80x24)"
+        );
     }
 
     #[test]
     fn uptime_and_bytes_are_short() {
-        assert_eq!(short_uptime("Up 3 minutes (healthy)").as_deref(), Some("3m"));
+        assert_eq!(
+            short_uptime("Up 3 minutes (healthy)").as_deref(),
+            Some("3m")
+        );
         assert_eq!(short_uptime("Up About an hour").as_deref(), Some("1h"));
         assert_eq!(short_uptime("Up 2 days").as_deref(), Some("2d"));
         assert_eq!(short_uptime("Exited (0) 3 minutes ago"), None);
@@ -821,7 +833,11 @@ mod tests {
     fn the_selection_follows_its_instance() {
         let mut m = model();
         m.selected = 1;
-        m.set_rows(vec![row("0", 0, "stopped"), row("a", 1, "running"), row("b", 2, "x")]);
+        m.set_rows(vec![
+            row("0", 0, "stopped"),
+            row("a", 1, "running"),
+            row("b", 2, "x"),
+        ]);
         assert_eq!(m.selected_row().unwrap().instance_id, "b");
         m.set_rows(vec![row("a", 1, "running")]);
         assert_eq!(m.selected, 0);

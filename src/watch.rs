@@ -229,8 +229,16 @@ mod tests {
 
     #[test]
     fn diff_names_created_changed_and_destroyed_rows() {
-        let old = vec![row("a", "stopped"), row("b", "running"), row("c", "running")];
-        let new = vec![row("a", "running"), row("b", "running"), row("d", "stopped")];
+        let old = vec![
+            row("a", "stopped"),
+            row("b", "running"),
+            row("c", "running"),
+        ];
+        let new = vec![
+            row("a", "running"),
+            row("b", "running"),
+            row("d", "stopped"),
+        ];
         let got: Vec<(Change, String)> = diff(&old, &new)
             .into_iter()
             .map(|l| (l.event, l.instance.instance_id))
@@ -248,8 +256,8 @@ mod tests {
 
     #[test]
     fn a_line_is_versioned() {
-        let line = serde_json::to_value(WatchLine::new(Change::Initial, row("a", "stopped")))
-            .unwrap();
+        let line =
+            serde_json::to_value(WatchLine::new(Change::Initial, row("a", "stopped"))).unwrap();
         assert_eq!(line["schema_version"], 1);
         assert_eq!(line["event"], "initial");
         assert_eq!(line["instance"]["instance_id"], "a");

@@ -131,7 +131,11 @@ struct WatchOut {
 }
 
 impl watch::Sink for WatchOut {
-    fn changes(&mut self, changes: &[watch::WatchLine], rows: &[listing::ListRow]) -> io::Result<()> {
+    fn changes(
+        &mut self,
+        changes: &[watch::WatchLine],
+        rows: &[listing::ListRow],
+    ) -> io::Result<()> {
         let mut out = io::stdout().lock();
         if self.json {
             for line in changes {

@@ -11,8 +11,8 @@ fn validator(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs/schemas")
         .join(format!("{name}.v1.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
     jsonschema::validator_for(&schema)
         .unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", path.display()))
@@ -28,8 +28,8 @@ fn problems(name: &str, value: &serde_json::Value) -> Vec<String> {
 
 #[track_caller]
 fn assert_valid(name: &str, stdout: &str) {
-    let value: serde_json::Value = serde_json::from_str(stdout)
-        .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    let value: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
     let found = problems(name, &value);
     assert!(found.is_empty(), "{name}: {found:#?}\n{value:#}");
 }
@@ -48,7 +48,11 @@ fn every_json_output_matches_its_schema() {
         ("config-check", &main, vec!["config", "check", "--json"]),
         ("doctor", &main, vec!["doctor", "--json"]),
         ("rescue-list", &main, vec!["rescue", "list", "--json"]),
-        ("reap", &main, vec!["reap", "--idle", "1d", "--dry-run", "--json"]),
+        (
+            "reap",
+            &main,
+            vec!["reap", "--idle", "1d", "--dry-run", "--json"],
+        ),
     ];
     for (name, cwd, args) in &cases {
         let run = st.kinfra(cwd, args);
