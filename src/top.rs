@@ -664,9 +664,8 @@ pub fn run(config: &Config, cwd: &std::path::Path) -> crate::error::Result<()> {
                         _ if ctrl_c => break Ok(()),
                         KeyCode::Char('q') | KeyCode::Esc => break Ok(()),
                         KeyCode::Down | KeyCode::Char('j') => {
-                            if model.selected + 1 < model.rows.len() {
-                                model.selected += 1;
-                            }
+                            model.selected =
+                                (model.selected + 1).min(model.rows.len().saturating_sub(1));
                         }
                         KeyCode::Up | KeyCode::Char('k') => {
                             model.selected = model.selected.saturating_sub(1);
