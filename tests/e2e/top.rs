@@ -121,6 +121,11 @@ fn top_first_screen_then_q_quits() {
     insta::assert_snapshot!("top_first_screen", screen.join("\n"));
 
     tmux.keys(&["j", "k"]);
+    // `u` runs `kinfra sandbox up` on the selected instance, its output in the log
+    // pane (this layout has no compose file here, so it fails and says so).
+    tmux.keys(&["u"]);
+    tmux.wait_for("kinfra sandbox up --instance ktrdr--topsnap");
+    tmux.wait_for("--instance ktrdr--topsnap` exited with");
     tmux.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
