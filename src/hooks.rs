@@ -32,7 +32,19 @@ pub const DEFAULT_TIMEOUT: u64 = 300;
 pub const APPROVALS_VERSION: u64 = 1;
 
 /// Where in an instance's life a hook runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// After `create` made the instance (its directory and env file exist).
@@ -237,7 +249,7 @@ impl Diagnostic for HookError {
 }
 
 /// The repository hooks are approved for: its main repository and its origin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RepoKey {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -60,6 +60,10 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             schema::<commands::rescue::ListReport>("kinfra rescue list --json"),
         ),
         ("reap", schema::<crate::reap::Report>("kinfra reap --json")),
+        (
+            "hooks-list",
+            schema::<commands::hooks::ListReport>("kinfra hooks list --json"),
+        ),
     ]
 }
 

@@ -149,8 +149,8 @@ fn approve(
 }
 
 /// `hooks list --json`.
-#[derive(Debug, serde::Serialize)]
-struct ListReport {
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ListReport {
     schema_version: u32,
     repository: RepoKey,
     approvals_file: String,
@@ -158,7 +158,7 @@ struct ListReport {
     hooks: Vec<ListRow>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 struct ListRow {
     stage: Stage,
     command: String,

@@ -53,6 +53,7 @@ fn every_json_output_matches_its_schema() {
             &main,
             vec!["reap", "--idle", "1d", "--dry-run", "--json"],
         ),
+        ("hooks-list", &main, vec!["hooks", "list", "--json"]),
     ];
     for (name, cwd, args) in &cases {
         let run = st.kinfra(cwd, args);

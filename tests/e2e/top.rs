@@ -85,10 +85,14 @@ impl<'a> Tmux<'a> {
             "-p",
             "-t",
             "top",
-            "#{pane_dead}:#{pane_dead_status}",
+            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
         ]);
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        text.strip_prefix("1:").map(str::to_string)
+        // `0:` for an exit code, `:SIGNAL` for a signal; `:` while tmux has seen the
+        // terminal close but not yet reaped the process.
+        text.strip_prefix("1:")
+            .filter(|s| *s != ":")
+            .map(|s| s.trim_end_matches(':').to_string())
     }
 
     fn keys(&self, keys: &[&str]) {
