@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::stack::{SLOT_LOCAL_PROD_NEIGHBOUR, Stack};
 
@@ -71,12 +70,7 @@ fn every_json_output_matches_its_schema() {
     );
 
     // `list --watch --json`: the first lines.
-    let mut child = st
-        .cmd(&main, &["sandbox", "list", "--watch", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = crate::watch::spawn_watch(st.cmd(&main, &[]));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

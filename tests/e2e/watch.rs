@@ -34,6 +34,17 @@ fn expect_line(
     panic!("no line {what}; lines so far:\n{seen:#?}");
 }
 
+/// `kinfra sandbox list --watch --json` from `kinfra` (a command with no arguments yet),
+/// its stdout piped.
+pub(crate) fn spawn_watch(mut kinfra: std::process::Command) -> std::process::Child {
+    kinfra
+        .args(["sandbox", "list", "--watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kinfra")
+}
+
 /// The exit code of `child`, which must end within 10 seconds (it is killed if not).
 #[track_caller]
 fn exit_within(child: &mut std::process::Child, when: &str) -> Option<i32> {
@@ -54,12 +65,7 @@ fn exit_within(child: &mut std::process::Child, when: &str) -> Option<i32> {
 fn watch_json_sees_up_down_create_destroy_and_ends_when_its_reader_goes() {
     let mut st = Stack::new("watch", &[SLOT]);
     let sb = st.create("w", SLOT);
-    let mut child = st
-        .cmd(&st.main, &["sandbox", "list", "--watch", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kinfra");
+    let mut child = spawn_watch(st.cmd(&st.main, &[]));
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     // Reads lines until the first `destroyed` one, then closes its end of the pipe.
@@ -128,12 +134,7 @@ fn watch_json_sees_up_down_create_destroy_and_ends_when_its_reader_goes() {
 #[test]
 fn watch_ends_with_0_on_sigterm() {
     let env = crate::common::Env::new();
-    let mut child = env
-        .kinfra_cmd(&env.main, &["sandbox", "list", "--watch", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kinfra");
+    let mut child = spawn_watch(env.kinfra_cmd(&env.main, &[]));
     std::thread::sleep(Duration::from_millis(700));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
