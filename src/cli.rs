@@ -68,6 +68,9 @@ pub enum Command {
     Man(commands::man::Args),
     /// Serve one instance to AI agents over MCP (stdio), scoped to that instance.
     Mcp(commands::mcp::Args),
+    /// Other machines that run sandboxes over ssh (`local` is always one).
+    #[command(subcommand)]
+    Hosts(commands::hosts::HostsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +134,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Completions(args) => return commands::completions::run(args),
         Command::Man(args) => return commands::man::run(args),
+        Command::Hosts(cmd) => return commands::hosts::run(cmd),
         _ => {}
     }
     let ctx = Ctx::load(cli.config.as_deref())?;
@@ -173,7 +177,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Mcp(a) => commands::mcp::run(&ctx, &a),
-        Command::Completions(_) | Command::Man(_) => Ok(0),
+        Command::Completions(_) | Command::Man(_) | Command::Hosts(_) => Ok(0),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod down;
 pub mod env;
 pub mod hooks;
+pub mod hosts;
 pub mod init_shared;
 pub mod list;
 pub mod local_prod_create;
