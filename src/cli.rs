@@ -101,6 +101,8 @@ pub enum SandboxCommand {
     Url(commands::url::InstanceArgs),
     /// Print a sandbox's directory.
     Path(commands::path::Args),
+    /// Bring a sandbox's work from its host: its branch and rescue refs.
+    Fetch(commands::remote::FetchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +139,16 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Hosts(cmd) => return commands::hosts::run(cmd),
         _ => {}
     }
+    // A sandbox on another host: its host's kinfra runs the command.
+    if matches!(cli.command, Command::Sandbox(_)) {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if let Some((sub, rest, entry)) = commands::remote::target(&argv) {
+            return commands::remote::forward(&sub, &rest, &entry);
+        }
+    }
+    if let Command::Sandbox(SandboxCommand::Fetch(a)) = &cli.command {
+        return commands::remote::fetch(a);
+    }
     let ctx = Ctx::load(cli.config.as_deref())?;
     crate::output::verbose(&format!("config: {}", ctx.config.source.describe()));
     match cli.command {
@@ -154,6 +166,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             SandboxCommand::Env(a) => commands::env::run_for(&ctx, &a, Kind::Sandbox),
             SandboxCommand::Url(a) => commands::url::run_for(&ctx, &a, Kind::Sandbox),
             SandboxCommand::Path(a) => commands::path::run(&ctx, &a),
+            SandboxCommand::Fetch(a) => commands::remote::fetch(&a),
         },
         Command::LocalProd(cmd) => match cmd {
             LocalProdCommand::Create(a) => commands::local_prod_create::run(&ctx, &a),

@@ -441,6 +441,8 @@ pub struct Facts {
     pub arch: String,
     pub glibc: Option<String>,
     pub kinfra: Option<String>,
+    /// Size of the host's kinfra binary (a rebuild of the same version differs).
+    pub kinfra_size: Option<u64>,
     pub docker: Option<String>,
     pub compose: Option<String>,
     pub mem_available_mb: Option<u64>,
@@ -454,7 +456,8 @@ fn facts_script(full: bool) -> String {
     let base = format!(
         "echo home=\"$HOME\"; echo arch=\"$(uname -m)\"; \
          echo glibc=\"$(getconf GNU_LIBC_VERSION 2>/dev/null)\"; \
-         echo kinfra=\"$(\"$HOME\"/{REMOTE_BIN} --version 2>/dev/null)\""
+         echo kinfra=\"$(\"$HOME\"/{REMOTE_BIN} --version 2>/dev/null)\"; \
+         echo kinfra_size=\"$(wc -c < \"$HOME\"/{REMOTE_BIN} 2>/dev/null)\""
     );
     if !full {
         return base;
@@ -481,6 +484,7 @@ pub fn parse_facts(text: &str) -> Facts {
             "arch" => f.arch = v.to_string(),
             "glibc" => f.glibc = opt(),
             "kinfra" => f.kinfra = opt(),
+            "kinfra_size" => f.kinfra_size = v.parse().ok(),
             "docker" => f.docker = opt(),
             "compose" => f.compose = opt(),
             "mem" => f.mem_available_mb = v.parse().ok(),
@@ -529,19 +533,27 @@ pub enum Decision {
     Copy,
 }
 
-/// Pure: what to do about the host's kinfra, given what it has and what this binary
-/// is (version line, architecture, glibc it was started with).
-pub fn decide(
-    host: &str,
-    facts: &Facts,
-    local: &str,
-    arch: &str,
-    glibc: Option<(u64, u64)>,
-) -> Result<Decision> {
+/// What this binary is, to compare with a host's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me<'a> {
+    /// `kinfra X.Y.Z`.
+    pub version: &'a str,
+    pub arch: &'a str,
+    pub glibc: Option<(u64, u64)>,
+    /// Size of the binary (same version, other build: copied again).
+    pub size: Option<u64>,
+}
+
+/// Pure: what to do about the host's kinfra, given what it has and what this binary is.
+pub fn decide(host: &str, facts: &Facts, me: &Me) -> Result<Decision> {
+    let (local, arch, glibc) = (me.version, me.arch, me.glibc);
     let mine = parse_version(local);
     if let Some(remote) = &facts.kinfra {
         match (parse_version(remote), mine) {
-            (Some(r), Some(m)) if r == m => return Ok(Decision::Current),
+            (Some(r), Some(m)) if r == m && (me.size.is_none() || facts.kinfra_size == me.size) => {
+                return Ok(Decision::Current);
+            }
+            (Some(r), Some(m)) if r == m => {}
             (Some(r), Some(m)) if r > m => {
                 return Err(HostError::RemoteNewer {
                     host: host.to_string(),
@@ -578,20 +590,20 @@ pub fn decide(
 /// binary when missing or older and the host's architecture and C library fit;
 /// refuse to downgrade a newer one.
 pub fn ensure_kinfra(host: &Host, facts: &Facts) -> Result<Install> {
-    let decision = decide(
-        &host.name,
-        facts,
-        &local_version(),
-        std::env::consts::ARCH,
-        local_glibc(),
-    )?;
-    if decision == Decision::Current {
-        return Ok(Install::Current);
-    }
     let exe = std::env::current_exe().map_err(|source| HostError::Read {
         path: PathBuf::from("/proc/self/exe"),
         source,
     })?;
+    let version = local_version();
+    let me = Me {
+        version: &version,
+        arch: std::env::consts::ARCH,
+        glibc: local_glibc(),
+        size: std::fs::metadata(&exe).ok().map(|m| m.len()),
+    };
+    if decide(&host.name, facts, &me)? == Decision::Current {
+        return Ok(Install::Current);
+    }
     let remote = format!(
         "set -e; d=\"$HOME\"/{dir}; mkdir -p \"$d\"; t=\"$d/.kinfra.$$\"; \
          cat > \"$t\"; chmod 0755 \"$t\"; mv -f \"$t\" \"$HOME\"/{REMOTE_BIN}",
@@ -678,9 +690,14 @@ mod tests {
             glibc: glibc.map(str::to_string),
             ..Facts::default()
         };
-        let me = "kinfra 0.2.0";
+        let me = Me {
+            version: "kinfra 0.2.0",
+            arch: "x86_64",
+            glibc: Some((2, 36)),
+            size: None,
+        };
         let ok = Some("glibc 2.36");
-        let d = |f: &Facts| decide("h", f, me, "x86_64", Some((2, 36)));
+        let d = |f: &Facts| decide("h", f, &me);
         assert_eq!(
             d(&facts(Some("kinfra 0.2.0"), "x86_64", ok)).unwrap(),
             Decision::Current
@@ -700,6 +717,16 @@ mod tests {
         assert!(old_libc.to_string().contains("glibc 2.31"), "{old_libc}");
         let musl = d(&facts(None, "x86_64", None)).unwrap_err();
         assert!(matches!(musl, HostError::Incompatible { .. }));
+        // Same version, another build: copied again.
+        let sized = Me {
+            size: Some(10),
+            ..me.clone()
+        };
+        let mut f = facts(Some("kinfra 0.2.0"), "x86_64", ok);
+        f.kinfra_size = Some(9);
+        assert_eq!(decide("h", &f, &sized).unwrap(), Decision::Copy);
+        f.kinfra_size = Some(10);
+        assert_eq!(decide("h", &f, &sized).unwrap(), Decision::Current);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod lock;
 pub mod mcp;
 pub mod output;
 pub mod overrides;
+pub mod placement;
 pub mod ports;
 pub mod preflight;
 pub mod probe;

@@ -557,3 +557,183 @@ mod tests {
         assert!(idx.find("a").is_none(), "ambiguous");
     }
 }
+
+/// What `sandbox create --host HOST` will do.
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub branch: String,
+    pub commit: String,
+    pub local_repo: PathBuf,
+    pub origin: Option<String>,
+    pub key: String,
+    pub host: Host,
+}
+
+/// What was made.
+#[derive(Debug, Clone)]
+pub struct CreatedRemote {
+    pub entry: RemoteEntry,
+    pub reached: Reached,
+    pub slot: u32,
+}
+
+/// Check everything that can be checked here before the host is contacted: a valid
+/// id that no instance here or on any host has, and the commit to start from.
+pub fn plan_create(
+    ctx: &crate::context::Ctx,
+    name: &str,
+    branch: Option<&str>,
+    host: Host,
+) -> crate::error::Result<CreatePlan> {
+    let config = &ctx.config;
+    let slug = crate::slug::slugify(name);
+    if slug.is_empty() {
+        return Err(crate::provision::ProvisionError::EmptyName(name.to_string()).into());
+    }
+    let id = format!("{}{slug}", config.sandbox_prefix);
+    crate::provision::check_id(&id)?;
+    let repo = ctx.require_repo()?;
+    ctx.check_origin(repo)?;
+    let main = repo.main_root.clone();
+    let branch = branch.map_or_else(|| id.clone(), str::to_string);
+    if !crate::git::is_valid_branch_name(&main, &branch)? {
+        return Err(crate::provision::ProvisionError::InvalidBranch(branch).into());
+    }
+    if ctx.registry()?.contains(&id) {
+        return Err(RemoteError::Taken {
+            id,
+            host: hosts::LOCAL.into(),
+        }
+        .into());
+    }
+    if let Some(e) = RemoteIndex::load()?.instances.get(&id) {
+        return Err(RemoteError::Taken {
+            id,
+            host: e.host.clone(),
+        }
+        .into());
+    }
+    let commit = start_commit(&repo.toplevel, &main, Some(&branch))?;
+    let origin = crate::git::origin_url(&main)?;
+    let key = repo_key(&config.project_name, origin.as_deref(), &main);
+    Ok(CreatePlan {
+        id,
+        name: name.to_string(),
+        project: config.project_name.clone(),
+        branch,
+        commit,
+        local_repo: main,
+        origin,
+        key,
+        host,
+    })
+}
+
+impl CreatePlan {
+    pub fn describe(&self) -> Vec<String> {
+        vec![
+            format!("host:     {}", self.host.name),
+            format!("instance: {}", self.id),
+            format!(
+                "branch:   {} at {}",
+                self.branch,
+                &self.commit[..self.commit.len().min(12)]
+            ),
+            format!("checkout: ~/{REMOTE_CHECKOUTS}/{}/ on the host", self.key),
+        ]
+    }
+}
+
+/// Make the sandbox on the host. Nothing is written here until the host's kinfra has
+/// made it; a host that does not answer leaves nothing behind locally.
+pub fn execute_create(
+    plan: &CreatePlan,
+    up: bool,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<CreatedRemote> {
+    let host = &plan.host;
+    let facts = prepare_host(host, reporter)?;
+    let dir_name = plan.local_repo.file_name().map_or_else(
+        || plan.project.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let checkout = format!("{}/{REMOTE_CHECKOUTS}/{}/{dir_name}", facts.home, plan.key);
+    let reached = ensure_checkout(host, &checkout, plan.origin.as_deref())?;
+    reporter.note(&format!(
+        "pushing {} ({}) to host `{}`",
+        plan.branch,
+        &plan.commit[..plan.commit.len().min(12)],
+        host.name
+    ));
+    push_commit(
+        host,
+        &plan.local_repo,
+        &checkout,
+        &plan.commit,
+        &plan.branch,
+    )?;
+    checkout_detached(host, &checkout, &plan.commit)?;
+    let mut args = vec![
+        "sandbox",
+        "create",
+        plan.name.as_str(),
+        "--branch",
+        plan.branch.as_str(),
+    ];
+    if up {
+        args.push("--up");
+    }
+    // The host's progress streams to our stderr; its data (the path) is read below.
+    let out = host.run_captured(&in_dir(&checkout, &args), Duration::from_secs(1800))?;
+    // The host's hints name its paths and commands; ours follow.
+    for line in out.stderr.lines().filter(|l| !l.starts_with("hint:")) {
+        reporter.note(&format!("{}: {line}", host.name));
+    }
+    if !out.success() {
+        return Err(HostError::Remote {
+            host: host.name.clone(),
+            command: format!("kinfra {}", args.join(" ")),
+            status: crate::process::describe_status(out.status),
+            stderr: out.stderr,
+        }
+        .into());
+    }
+    let path = out.stdout.trim().lines().last().unwrap_or("").to_string();
+    let listed = run_json(host, &checkout, &["sandbox", "list", "--json"])?;
+    let slot = listed["instances"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["instance_id"] == plan.id.as_str()))
+        .and_then(|r| r["slot"].as_u64())
+        .and_then(|s| u32::try_from(s).ok())
+        .unwrap_or(0);
+    let entry = RemoteEntry {
+        instance_id: plan.id.clone(),
+        name: plan.name.clone(),
+        host: host.name.clone(),
+        project: plan.project.clone(),
+        checkout,
+        path,
+        branch: plan.branch.clone(),
+        created_at: crate::timefmt::now_iso(),
+        local_repo: plan.local_repo.display().to_string(),
+    };
+    update(reporter, |idx| {
+        if let Some(e) = idx.instances.get(&entry.instance_id) {
+            return Err(RemoteError::Taken {
+                id: entry.instance_id.clone(),
+                host: e.host.clone(),
+            });
+        }
+        idx.instances
+            .insert(entry.instance_id.clone(), entry.clone());
+        Ok(())
+    })?;
+    Ok(CreatedRemote {
+        entry,
+        reached,
+        slot,
+    })
+}

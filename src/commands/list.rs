@@ -1,11 +1,15 @@
 //! `kinfra sandbox list [--json]` — every registered instance; stale entries (directory
-//! gone) are reported, never silently dropped.
+//! gone) are reported, never silently dropped. With hosts registered, the sandboxes on
+//! them too (one ssh round trip per host, all hosts at once, beside the local read);
+//! a host that does not answer has its rows marked unreachable and a warning.
 
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::hosts::{Host, HostsFile};
 use crate::instance::Kind;
 use crate::listing;
 use crate::output;
+use crate::remote::{self, RemoteIndex};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -17,12 +21,134 @@ pub struct Args {
     pub json: bool,
 }
 
+/// A row of the report with the host it lives on.
+#[derive(Debug, serde::Serialize)]
+struct HostedRow {
+    #[serde(flatten)]
+    row: listing::ListRow,
+    host: String,
+}
+
+/// How a host answered.
+#[derive(Debug, serde::Serialize)]
+struct HostAnswer {
+    name: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    elapsed_ms: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    schema_version: u32,
+    instances: Vec<HostedRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    docker_error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<HostAnswer>,
+}
+
+/// The rows of this user's sandboxes on other hosts, from what the hosts answered.
+fn remote_rows(
+    index: &RemoteIndex,
+    answers: &[remote::HostListing],
+) -> (Vec<HostedRow>, Vec<HostAnswer>) {
+    let mut rows = Vec::new();
+    for e in index.instances.values() {
+        let answer = answers.iter().find(|a| a.host == e.host);
+        let found = answer.and_then(|a| a.rows.as_ref().ok()).map(|list| {
+            list.iter()
+                .find(|r| r.instance_id == e.instance_id)
+                .cloned()
+        });
+        let (status, stale, slot, branch, api_port) = match found {
+            None => (
+                "unreachable".to_string(),
+                false,
+                0,
+                Some(e.branch.clone()),
+                None,
+            ),
+            Some(None) => ("missing".to_string(), true, 0, Some(e.branch.clone()), None),
+            Some(Some(r)) => (r.status, false, r.slot, r.branch, r.api_port),
+        };
+        rows.push(HostedRow {
+            row: listing::ListRow {
+                instance_id: e.instance_id.clone(),
+                kind: Kind::Sandbox,
+                slot,
+                path: e.path.clone(),
+                created_at: e.created_at.clone(),
+                is_worktree: true,
+                parent_repo: Some(e.checkout.clone()),
+                branch,
+                api_port,
+                status,
+                stale,
+                current: false,
+            },
+            host: e.host.clone(),
+        });
+    }
+    let hosts = answers
+        .iter()
+        .map(|a| HostAnswer {
+            name: a.host.clone(),
+            reachable: a.rows.is_ok(),
+            error: a.rows.as_ref().err().cloned(),
+            elapsed_ms: u64::try_from(a.elapsed.as_millis()).unwrap_or(u64::MAX),
+        })
+        .collect();
+    (rows, hosts)
+}
+
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
-    let (registry, state) = crate::registry::load_with_state(&ctx.config.registry_paths())?;
-    let report = listing::list(&ctx.config, &registry, &state, &ctx.cwd);
-    if let Some(e) = &report.docker_error {
+    let hosts = HostsFile::load()?.all();
+    let index = if hosts.is_empty() {
+        RemoteIndex::default()
+    } else {
+        RemoteIndex::load()?
+    };
+    // Only hosts holding this user's sandboxes are asked.
+    let asked: Vec<Host> = hosts
+        .into_iter()
+        .filter(|h| index.on_host(&h.name).next().is_some())
+        .collect();
+    let (local, answers) = std::thread::scope(|s| {
+        let remote = s.spawn(|| remote::list_hosts(&asked));
+        let local = crate::registry::load_with_state(&ctx.config.registry_paths())
+            .map(|(registry, state)| listing::list(&ctx.config, &registry, &state, &ctx.cwd));
+        (local, remote.join().unwrap_or_default())
+    });
+    let local = local?;
+    if let Some(e) = &local.docker_error {
         output::warn(&format!("Docker did not answer ({e}); status is unknown"));
     }
+    let (remote, host_answers) = remote_rows(&index, &answers);
+    for a in host_answers.iter().filter(|a| !a.reachable) {
+        output::warn(&format!(
+            "host `{}` did not answer ({}); its sandboxes are shown as unreachable",
+            a.name,
+            a.error.as_deref().unwrap_or("")
+        ));
+    }
+    let with_hosts = !host_answers.is_empty() || !remote.is_empty();
+    let mut rows: Vec<HostedRow> = local
+        .instances
+        .into_iter()
+        .map(|row| HostedRow {
+            row,
+            host: crate::hosts::LOCAL.into(),
+        })
+        .collect();
+    rows.extend(remote);
+    let report = Report {
+        schema_version: 1,
+        instances: rows,
+        docker_error: local.docker_error,
+        hosts: host_answers,
+    };
     if args.json {
         super::print_json(&report);
         return Ok(0);
@@ -34,8 +160,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let rows: Vec<Vec<String>> = report
         .instances
         .iter()
-        .map(|r| {
-            vec![
+        .map(|h| {
+            let r = &h.row;
+            let mut cells = vec![
                 format!(
                     "{}{}{}",
                     if r.current { "* " } else { "  " },
@@ -59,22 +186,32 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     .get(..19)
                     .unwrap_or(&r.created_at)
                     .replace('T', " "),
-            ]
+            ];
+            if with_hosts {
+                cells.insert(1, h.host.clone());
+            }
+            cells
         })
         .collect();
-    output::data(&output::table(
-        &[
-            "  INSTANCE",
-            "SLOT",
-            "STATUS",
-            "BRANCH",
-            "API",
-            "PATH",
-            "CREATED",
-        ],
-        &rows,
-    ));
-    let stale: Vec<&listing::ListRow> = report.instances.iter().filter(|r| r.stale).collect();
+    let mut header = vec![
+        "  INSTANCE",
+        "SLOT",
+        "STATUS",
+        "BRANCH",
+        "API",
+        "PATH",
+        "CREATED",
+    ];
+    if with_hosts {
+        header.insert(1, "HOST");
+    }
+    output::data(&output::table(&header, &rows));
+    let stale: Vec<&listing::ListRow> = report
+        .instances
+        .iter()
+        .filter(|h| h.row.stale && h.host == crate::hosts::LOCAL)
+        .map(|h| &h.row)
+        .collect();
     if !stale.is_empty() {
         output::warn(&format!(
             "{} registered instance(s) are missing their directory (stale)",

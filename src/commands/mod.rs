@@ -19,6 +19,7 @@ pub mod mcp;
 pub mod path;
 pub mod ports;
 pub mod reap;
+pub mod remote;
 pub mod rescue;
 pub mod sandbox_create;
 pub mod sandbox_destroy;

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::exit;
 use crate::common::{Env, Run};
@@ -149,4 +149,275 @@ fn check_reports_each_hosts_engine_and_an_unreachable_one() {
     let run = kinfra(&env, &env.main, &["hosts", "check", "dead"]);
     run.assert_code(exit::EXTERNAL);
     assert!(run.stdout.contains("dead: unreachable"), "{}", run.stdout);
+}
+
+/// A hello-stack repository in an Env with h1 and h2 registered, and the sandboxes a
+/// test made on the hosts, destroyed (with --force) when the test ends.
+struct Remote {
+    env: Env,
+    main: PathBuf,
+    made: Vec<String>,
+}
+
+impl Remote {
+    fn new() -> Remote {
+        let env = env_with_hosts();
+        let (main, _) = crate::common::hello_repo(&env);
+        Remote {
+            env,
+            main,
+            made: Vec::new(),
+        }
+    }
+
+    fn kinfra(&self, args: &[&str]) -> Run {
+        kinfra(&self.env, &self.main, args)
+    }
+
+    /// A sandbox name unique to this test process and Env.
+    fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.env.tag)
+    }
+
+    /// `sandbox create NAME --host HOST [extra]`, asserting success; returns the id.
+    fn create(&mut self, what: &str, host: &str, extra: &[&str]) -> (String, Run) {
+        let name = self.name(what);
+        let id = format!("hello--{name}");
+        self.made.push(id.clone());
+        let mut args = vec!["sandbox", "create", &name, "--host", host];
+        args.extend(extra);
+        let run = self.kinfra(&args);
+        run.assert_code(0);
+        (id, run)
+    }
+
+    fn list(&self) -> (serde_json::Value, Run) {
+        let run = self.kinfra(&["sandbox", "list", "--json"]);
+        run.assert_code(0);
+        (serde_json::from_str(&run.stdout).unwrap(), run)
+    }
+
+    fn row(&self, id: &str) -> serde_json::Value {
+        let (list, _) = self.list();
+        list["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["instance_id"] == id)
+            .unwrap_or_else(|| panic!("`{id}` not listed: {list:#}"))
+            .clone()
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        for id in &self.made {
+            let _ = self.kinfra(&["sandbox", "destroy", id, "--force", "--yes"]);
+        }
+    }
+}
+
+/// The directory of sandbox `id` on `host`, from the host's own registry.
+fn remote_path(r: &Remote, id: &str) -> String {
+    let row = r.row(id);
+    row["path"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn sandboxes_on_each_host_are_listed_gated_and_destroyed_with_their_branch_fetched() {
+    if !harness() {
+        return;
+    }
+    let mut r = Remote::new();
+    let (a, run) = r.create("a", "h1", &["--up"]);
+    assert!(
+        run.stderr.contains("installed kinfra on host `h1`")
+            || run.stderr.contains("created sandbox"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("pushed from here"), "{}", run.stderr);
+    let (b, _) = r.create("b", "h2", &[]);
+    // Nothing of them here: no worktree, no local registry entry.
+    assert!(!r.env.dev().join(&a).exists());
+    let local_registry = r.env.home.join(".kinfra-hello/instances.json");
+    let text = std::fs::read_to_string(&local_registry).unwrap_or_default();
+    assert!(!text.contains(&a), "{text}");
+
+    let (list, run) = r.list();
+    let row_a = r.row(&a);
+    assert_eq!(row_a["host"], "h1", "{list:#}");
+    assert_eq!(row_a["status"], "running", "{list:#}");
+    let row_b = r.row(&b);
+    assert_eq!(row_b["host"], "h2");
+    assert_eq!(row_b["status"], "never started", "{list:#}");
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    let table = r.kinfra(&["sandbox", "list"]);
+    assert!(table.stdout.contains("HOST"), "{}", table.stdout);
+
+    // The gate ran on h1 against h1's 127.0.0.1: the API answers there.
+    let port = row_a["api_port"].as_u64().unwrap();
+    let probe = on_host(
+        "h1",
+        &format!("wget -q -O - http://127.0.0.1:{port}/api/v1/health"),
+    );
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // Commands by name run on the host.
+    let status = r.kinfra(&["sandbox", "status", &a]);
+    status.assert_code(0);
+    assert!(status.stdout.contains("running"), "{}", status.stdout);
+    let path = r.kinfra(&["sandbox", "path", &a]);
+    assert_eq!(path.stdout.trim(), format!("h1:{}", remote_path(&r, &a)));
+
+    // Work committed on the host comes back with destroy.
+    let dir = remote_path(&r, &a);
+    let commit = on_host(
+        "h1",
+        &format!(
+            "cd {dir} && echo work > work.txt && git add work.txt && \
+             git -c user.name=r -c user.email=r@r commit -q -m 'work on h1' && git rev-parse HEAD"
+        ),
+    );
+    assert!(
+        commit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&commit.stderr)
+    );
+    let tip = String::from_utf8_lossy(&commit.stdout).trim().to_string();
+    r.kinfra(&["sandbox", "destroy", &a, "--yes"])
+        .assert_code(0);
+    assert_eq!(r.env.git(&r.main, &["rev-parse", &a]).trim(), tip);
+    assert_eq!(
+        r.env
+            .git(&r.main, &["rev-parse", &format!("refs/remotes/h1/{a}")])
+            .trim(),
+        tip
+    );
+    let (list, _) = r.list();
+    assert!(!list.to_string().contains(&a), "{list:#}");
+    let gone = on_host("h1", &format!("test -e {dir}"));
+    assert!(!gone.status.success(), "{dir} still on h1");
+    r.kinfra(&["sandbox", "destroy", &b, "--yes"])
+        .assert_code(0);
+}
+
+#[test]
+fn names_are_unique_across_hosts_and_an_unreachable_host_leaves_nothing_here() {
+    if !harness() {
+        return;
+    }
+    let mut r = Remote::new();
+    let (a, _) = r.create("one", "h1", &[]);
+    let name = r.name("one");
+    for host in ["h2", "local"] {
+        let run = r.kinfra(&["sandbox", "create", &name, "--host", host]);
+        run.assert_code(exit::CONFLICT);
+        assert!(run.stderr.contains("host `h1`"), "{}", run.stderr);
+    }
+    // `hosts rm` refuses while a sandbox lives there; --force only forgets it.
+    r.kinfra(&["hosts", "rm", "h1"]).assert_code(exit::REFUSED);
+
+    r.kinfra(&["hosts", "add", "dead", "ssh://10.251.1.2:2999"])
+        .assert_code(0);
+    let before = r.env.git(&r.main, &["for-each-ref"]);
+    let run = r.kinfra(&["sandbox", "create", &r.name("lost"), "--host", "dead"]);
+    run.assert_code(exit::EXTERNAL);
+    assert!(run.stderr.contains("unreachable"), "{}", run.stderr);
+    assert_eq!(r.env.git(&r.main, &["for-each-ref"]), before);
+    let (list, _) = r.list();
+    assert!(!list.to_string().contains("lost"), "{list:#}");
+    assert!(r.env.git(&r.main, &["worktree", "list"]).lines().count() == 1);
+
+    r.kinfra(&["sandbox", "destroy", &a, "--yes"])
+        .assert_code(0);
+    r.kinfra(&["hosts", "rm", "h1"]).assert_code(0);
+}
+
+#[test]
+fn the_start_commit_reaches_the_host_by_clone_of_origin_or_by_push() {
+    if !harness() {
+        return;
+    }
+    let mut r = Remote::new();
+    // An origin the hosts can read (the repository's target dir is visible to them; the
+    // test's /tmp is not) holding the first commit only.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/hosts/shared")
+        .join(&r.env.tag);
+    let _ = std::fs::remove_dir_all(&shared);
+    std::fs::create_dir_all(&shared).unwrap();
+    let origin = shared.join("hello.git");
+    r.env.git(
+        &shared,
+        &["init", "-q", "--bare", "-b", "main", "hello.git"],
+    );
+    r.env.git(
+        &r.main,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    r.env.git(&r.main, &["push", "-q", "origin", "main"]);
+    // An unpushed commit: the sandbox must start from it.
+    std::fs::write(r.main.join("local.txt"), "not pushed\n").unwrap();
+    r.env.git(&r.main, &["add", "local.txt"]);
+    r.env.git(&r.main, &["commit", "-q", "-m", "unpushed"]);
+    let head = r
+        .env
+        .git(&r.main, &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    let (a, run) = r.create("cloned", "h1", &[]);
+    assert!(
+        run.stderr.contains("cloned from origin by the host"),
+        "{}",
+        run.stderr
+    );
+    let at = on_host(
+        "h1",
+        &format!("cd {} && git rev-parse HEAD", remote_path(&r, &a)),
+    );
+    assert_eq!(String::from_utf8_lossy(&at.stdout).trim(), head);
+
+    // Origin unreachable from the host (its URL names this machine's /tmp): push.
+    let mut p = Remote::new();
+    let hidden = p.env.root.path().join("origin/hello.git");
+    p.env.git(
+        p.env.root.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            hidden.to_str().unwrap(),
+        ],
+    );
+    p.env.git(
+        &p.main,
+        &["remote", "add", "origin", hidden.to_str().unwrap()],
+    );
+    let head = p
+        .env
+        .git(&p.main, &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    let (b, run) = p.create("pushed", "h2", &[]);
+    assert!(run.stderr.contains("pushed from here"), "{}", run.stderr);
+    let at = on_host(
+        "h2",
+        &format!(
+            "cd {} && git rev-parse HEAD && git remote get-url origin",
+            remote_path(&p, &b)
+        ),
+    );
+    let out = String::from_utf8_lossy(&at.stdout);
+    assert!(out.starts_with(&head), "{out}");
+    r.kinfra(&["sandbox", "destroy", &a, "--yes"])
+        .assert_code(0);
+    p.kinfra(&["sandbox", "destroy", &b, "--yes"])
+        .assert_code(0);
+    let _ = std::fs::remove_dir_all(&shared);
 }
