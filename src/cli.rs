@@ -68,6 +68,8 @@ pub enum Command {
     Man(commands::man::Args),
     /// Serve one instance to AI agents over MCP (stdio), scoped to that instance.
     Mcp(commands::mcp::Args),
+    /// Reach a sandbox's ports on another host from here, through ssh, until Ctrl-C.
+    Forward(commands::forward::Args),
     /// Other machines that run sandboxes over ssh (`local` is always one).
     #[command(subcommand)]
     Hosts(commands::hosts::HostsCommand),
@@ -137,6 +139,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Completions(args) => return commands::completions::run(args),
         Command::Man(args) => return commands::man::run(args),
         Command::Hosts(cmd) => return commands::hosts::run(cmd),
+        Command::Forward(args) => return commands::forward::run(args),
         _ => {}
     }
     // A sandbox on another host: its host's kinfra runs the command.
@@ -190,7 +193,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Mcp(a) => commands::mcp::run(&ctx, &a),
-        Command::Completions(_) | Command::Man(_) | Command::Hosts(_) => Ok(0),
+        Command::Completions(_) | Command::Man(_) | Command::Hosts(_) | Command::Forward(_) => {
+            Ok(0)
+        }
     }
 }
 

@@ -489,18 +489,21 @@ pub fn checkout_detached(host: &Host, checkout: &str, commit: &str) -> Result<()
     Ok(())
 }
 
-/// `Cmd` is re-exported for the forward command's tunnel.
+/// `ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:REMOTE ...`: a tunnel of its own (not through
+/// the shared connection, whose master outlives the command), failing when a local
+/// port cannot be bound, running until stopped.
 pub fn tunnel(host: &Host, forwards: &[(u16, u16)]) -> Result<Cmd> {
-    let mut extra: Vec<String> = vec!["-N".into(), "-o".into(), "ExitOnForwardFailure=yes".into()];
+    let mut cmd = Cmd::new("ssh")
+        // ssh keeps the first value of an option: these win over the shared ones.
+        .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        .args(host.ssh_options()?)
+        .args(["-N", "-o", "ExitOnForwardFailure=yes"]);
     for (local, remote) in forwards {
-        extra.push("-L".into());
-        extra.push(format!("127.0.0.1:{local}:127.0.0.1:{remote}"));
+        cmd = cmd
+            .arg("-L")
+            .arg(format!("127.0.0.1:{local}:127.0.0.1:{remote}"));
     }
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    // A dedicated connection: the tunnel lives as long as the command, not the master.
-    let mut cmd = host.ssh(&extra, "")?;
-    cmd = cmd.no_timeout();
-    Ok(cmd)
+    Ok(cmd.arg(host.url.destination()).no_timeout())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod down;
 pub mod env;
+pub mod forward;
 pub mod hooks;
 pub mod hosts;
 pub mod init_shared;

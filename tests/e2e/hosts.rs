@@ -421,3 +421,177 @@ fn the_start_commit_reaches_the_host_by_clone_of_origin_or_by_push() {
         .assert_code(0);
     let _ = std::fs::remove_dir_all(&shared);
 }
+
+/// An extra sshd in h2's namespaces on its own port (a host a test can kill), stopped
+/// with everything it started when dropped.
+struct ExtraSshd {
+    port: u16,
+    pidfile: PathBuf,
+}
+
+impl ExtraSshd {
+    fn start(port: u16) -> ExtraSshd {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hosts");
+        let pidfile = dir.join(format!("extra-sshd-{port}.pid"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hosts.sh");
+        let out = Command::new(&script)
+            .args(["sshd", "h2", &port.to_string()])
+            .arg(&pidfile)
+            .output()
+            .expect("run scripts/hosts.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ExtraSshd { port, pidfile }
+    }
+
+    /// Kill the sshd and every process under it (the sessions of open connections),
+    /// by their ids.
+    fn kill(&self) {
+        let Ok(text) = std::fs::read_to_string(&self.pidfile) else {
+            return;
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            return;
+        };
+        let mut all = vec![pid];
+        let mut i = 0;
+        while i < all.len() {
+            let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", all[i]))
+                .unwrap_or_default();
+            all.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+            i += 1;
+        }
+        for p in all {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .status();
+        }
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
+}
+
+impl Drop for ExtraSshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_host_killed_between_lists_shows_unreachable_and_keeps_its_sandboxes() {
+    if !harness() {
+        return;
+    }
+    let mut r = Remote::new();
+    let port = 2200 + u16::try_from(std::process::id() % 500).unwrap();
+    let sshd = ExtraSshd::start(port);
+    let url = format!("ssh://10.251.2.2:{}", sshd.port);
+    r.kinfra(&["hosts", "add", "h2b", &url]).assert_code(0);
+    let (on_h1, _) = r.create("alive", "h1", &[]);
+    let (doomed, _) = r.create("doomed", "h2b", &[]);
+    assert_eq!(r.row(&doomed)["status"], "never started");
+
+    sshd.kill();
+    let started = std::time::Instant::now();
+    let (list, run) = r.list();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "list waited too long"
+    );
+    let row = r.row(&doomed);
+    assert_eq!(row["status"], "unreachable", "{list:#}");
+    assert_eq!(row["host"], "h2b");
+    assert_eq!(r.row(&on_h1)["status"], "never started", "{list:#}");
+    assert!(
+        run.stderr.contains("host `h2b` did not answer"),
+        "{}",
+        run.stderr
+    );
+    let host = list["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "h2b")
+        .unwrap();
+    assert_eq!(host["reachable"], false);
+
+    // destroy is refused while the host does not answer; the sandbox stays registered.
+    let run = r.kinfra(&["sandbox", "destroy", &doomed, "--yes"]);
+    run.assert_code(exit::EXTERNAL);
+    assert!(run.stderr.contains("stays registered"), "{}", run.stderr);
+    assert_eq!(r.row(&doomed)["status"], "unreachable");
+
+    // Back up: destroyed for real.
+    let sshd = ExtraSshd::start(port);
+    r.kinfra(&["sandbox", "destroy", &doomed, "--yes"])
+        .assert_code(0);
+    r.kinfra(&["sandbox", "destroy", &on_h1, "--yes"])
+        .assert_code(0);
+    drop(sshd);
+}
+
+#[test]
+fn forward_brings_the_ports_here_until_ctrl_c() {
+    if !harness() {
+        return;
+    }
+    let mut r = Remote::new();
+    let (a, _) = r.create("fwd", "h1", &["--up"]);
+    let mut cmd = r.env.kinfra_cmd(&r.main, &["forward", &a]);
+    cmd.env("KINFRA_SSH_CONFIG", ssh_config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kinfra forward");
+    let stdout = child.stdout.take().unwrap();
+    // `HELLO_API_PORT 127.0.0.1:LOCAL -> h1:REMOTE`
+    let mut api = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("HELLO_API_PORT 127.0.0.1:") {
+            api = rest.split(' ').next().and_then(|p| p.parse::<u16>().ok());
+        }
+        if line.starts_with("HELLO_WORKER_PORT_2") {
+            break;
+        }
+    }
+    let api = api.expect("the API port's mapping");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let out = Command::new("wget")
+            .args(["-q", "-T", "2", "-O", "-"])
+            .arg(format!("http://127.0.0.1:{api}/api/v1/health"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forwarded API never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.contains("ok"), "{body}");
+    // Ctrl-C: kinfra stops the tunnel and ends with 0.
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped forwarding"), "{err}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", api)).is_err(),
+        "port {api} still forwarded"
+    );
+    r.kinfra(&["sandbox", "destroy", &a, "--yes"])
+        .assert_code(0);
+}
