@@ -7,7 +7,8 @@
 #     and `/tmp` is an empty tmpfs, so the remote side cannot see this machine's test
 #     homes, registries, clones or origins (they all live under /tmp);
 #   - its own Docker engine (own config file, data-root, exec-root, pidfile,
-#     cgroup-parent and unix socket), started with `nsenter --net=...` (not `ip netns
+#     cgroup-parent, unix socket, and tcp://ADDRESS:2375 on its veth address for the
+#     thin-mode tests, which point DOCKER_HOST at it), started with `nsenter --net=...` (not `ip netns
 #     exec`, which remounts /sys and loses the cgroup v1 mounts), holding the test image
 #     (copied with `docker save | docker load`, never pulled);
 #   - its own sshd (Debian's openssh-server; host key, config and authorized_keys under
@@ -150,7 +151,7 @@ docker_up() {
         dockerd --config-file "$dir/daemon.json" \
         --data-root "$dir/docker" --exec-root "$run/exec" \
         --pidfile "$run/dockerd.pid" --cgroup-parent "kinfra-$h" \
-        -H "unix://$(socket "$h")" \
+        -H "unix://$(socket "$h")" -H "tcp://$(there_addr "$h"):2375" \
         >"$dir/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
         if docker -H "unix://$(socket "$h")" info >/dev/null 2>&1; then

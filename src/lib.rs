@@ -49,6 +49,7 @@ pub mod slug;
 pub mod stack;
 pub mod state;
 pub mod status;
+pub mod thin;
 pub mod timefmt;
 pub mod upqueue;
 

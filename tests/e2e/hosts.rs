@@ -595,3 +595,84 @@ fn forward_brings_the_ports_here_until_ctrl_c() {
     r.kinfra(&["sandbox", "destroy", &a, "--yes"])
         .assert_code(0);
 }
+
+/// Containers of compose project `project` on h2's engine (over its tcp address).
+fn h2_containers(project: &str) -> String {
+    let out = Command::new("docker")
+        .args(["-H", "tcp://10.251.2.2:2375", "ps", "-aq", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .expect("run docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn thin_mode_refuses_a_bind_source_the_remote_engine_lacks_and_warns_about_ports() {
+    if !harness() {
+        return;
+    }
+    let env = Env::new();
+    let (main, _) = crate::common::hello_repo(&env);
+    // A bind mount from the checkout: it exists here (under /tmp), not on h2.
+    let compose = main.join("docker-compose.yml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    let with_bind = text.replacen(
+        "      - data:/data\n",
+        "      - data:/data\n      - ./conf:/conf:ro\n",
+        1,
+    );
+    assert_ne!(text, with_bind);
+    std::fs::write(&compose, with_bind).unwrap();
+    std::fs::create_dir_all(main.join("conf")).unwrap();
+    std::fs::write(main.join("conf/app.ini"), "x=1\n").unwrap();
+    env.git(&main, &["add", "."]);
+    env.git(&main, &["commit", "-q", "-m", "bind mount"]);
+    // Slot 10: far from the slots remote sandboxes take on the hosts' own registries.
+    let name = format!("{}-thin", env.tag);
+    let id = format!("hello--{name}");
+    kinfra(&env, &main, &["sandbox", "create", &name, "--slot", "10"]).assert_code(0);
+    let dir = env.dev().join(&id);
+    let up = |env: &Env| {
+        let mut cmd = env.kinfra_cmd(&dir, &["sandbox", "up", "--no-wait"]);
+        cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
+        Run::from(cmd.output().unwrap())
+    };
+    let run = up(&env);
+    run.assert_code(exit::REFUSED);
+    assert!(
+        run.stderr.contains("is on another machine"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("/conf"), "{}", run.stderr);
+    assert!(h2_containers(&id).is_empty(), "containers were made on h2");
+
+    // A source h2 has too (this repository's directory is visible there): up goes on,
+    // with the warning about 127.0.0.1.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        text.replace("./conf:/conf:ro", &format!("{}:/conf:ro", shared.display())),
+    )
+    .unwrap();
+    let run = up(&env);
+    let cleanup = || {
+        let mut cmd = env.kinfra_cmd(&dir, &["sandbox", "down"]);
+        cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
+        let _ = cmd.output();
+        let mut cmd = env.kinfra_cmd(&dir, &["sandbox", "destroy", "--force", "--yes"]);
+        cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
+        let _ = cmd.output();
+    };
+    let started = !h2_containers(&id).is_empty();
+    cleanup();
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("will not be reachable from here"),
+        "{}",
+        run.stderr
+    );
+    assert!(started, "nothing started on h2");
+    assert!(h2_containers(&id).is_empty(), "left containers on h2");
+}
