@@ -308,9 +308,36 @@ pub struct Host {
     pub url: SshUrl,
 }
 
-/// The directory of the hosts' control sockets (`<state_root>/ssh`).
+/// 12 hex digits of FNV-1a over `text`: stable across builds and platforms, which
+/// std's hasher is not.
+pub fn short_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// Longest socket path ssh accepts, less the 17 characters it appends while setting
+/// the socket up.
+const MAX_CONTROL_PATH: usize = 104 - 17;
+
+/// The directory of the hosts' control sockets: `<state_root>/ssh`, or when that is
+/// too long for a socket path, `/tmp/kinfra-ssh-<uid>` (made 0700).
 fn control_dir() -> Result<PathBuf> {
-    Ok(crate::index::state_root()?.join("ssh"))
+    let dir = crate::index::state_root()?.join("ssh");
+    if dir.as_os_str().len() + 1 + 12 <= MAX_CONTROL_PATH {
+        return Ok(dir);
+    }
+    let uid = std::fs::metadata(
+        crate::index::state_root()?
+            .parent()
+            .unwrap_or(Path::new("/")),
+    )
+    .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+    .unwrap_or(0);
+    Ok(std::env::temp_dir().join(format!("kinfra-ssh-{uid}")))
 }
 
 impl Host {
@@ -321,6 +348,9 @@ impl Host {
             path: dir.clone(),
             source,
         })?;
+        // The sockets open connections as this user: nobody else may reach them.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         let mut args = Vec::new();
         if let Some(cfg) = std::env::var_os(SSH_CONFIG_VAR).filter(|v| !v.is_empty()) {
             args.push("-F".to_string());
@@ -332,8 +362,12 @@ impl Host {
             "ServerAliveInterval=5".to_string(),
             "ServerAliveCountMax=2".to_string(),
             "ControlMaster=auto".to_string(),
-            // %C: a hash of the connection, short enough for a socket path.
-            format!("ControlPath={}/%C", dir.display()),
+            // One socket per destination, named short enough for a socket path.
+            format!(
+                "ControlPath={}/{}",
+                dir.display(),
+                short_hash(&format!("{}:{:?}", self.url.destination(), self.url.port))
+            ),
             "ControlPersist=60".to_string(),
         ] {
             args.push("-o".into());

@@ -356,14 +356,20 @@ pub struct HostListing {
     pub elapsed: Duration,
 }
 
-/// The shell line that lists every checkout's sandboxes on a host in one round trip:
-/// the host's kinfra run in each checkout kinfra made there.
-fn list_script() -> String {
-    format!(
-        "for d in \"$HOME\"/{REMOTE_CHECKOUTS}/*/*/; do [ -d \"$d.git\" ] || continue; \
-         (cd \"$d\" && {} 2>/dev/null) || true; echo; done",
-        remote_kinfra(&["sandbox", "list", "--json"])
-    )
+/// The shell line that lists the sandboxes of `checkouts` on a host in one round
+/// trip: the host's kinfra run in each (a checkout that is gone answers nothing).
+fn list_script(checkouts: &[&str]) -> String {
+    let parts: Vec<String> = checkouts
+        .iter()
+        .map(|c| {
+            format!(
+                "(cd {} 2>/dev/null && {} 2>/dev/null); echo",
+                shell_quote(c),
+                remote_kinfra(&["sandbox", "list", "--json"])
+            )
+        })
+        .collect();
+    parts.join("; ")
 }
 
 /// Parse the concatenated JSON objects of [`list_script`].
@@ -380,17 +386,24 @@ pub fn parse_listings(text: &str) -> Result<Vec<RemoteRow>, String> {
     Ok(rows)
 }
 
-/// Every host's sandboxes, asked in parallel (one thread and one ssh round trip per
-/// host); a host that does not answer is reported, not fatal.
-pub fn list_hosts(hosts: &[Host]) -> Vec<HostListing> {
+/// The sandboxes of `index` on every host of `hosts`, asked in parallel (one thread
+/// and one ssh round trip per host); a host that does not answer is reported, not
+/// fatal.
+pub fn list_hosts(hosts: &[Host], index: &RemoteIndex) -> Vec<HostListing> {
     std::thread::scope(|s| {
         let handles: Vec<_> = hosts
             .iter()
             .map(|h| {
+                let mut checkouts: Vec<&str> = index
+                    .on_host(&h.name)
+                    .map(|e| e.checkout.as_str())
+                    .collect();
+                checkouts.sort_unstable();
+                checkouts.dedup();
                 s.spawn(move || {
                     let start = Instant::now();
                     let rows = h
-                        .run(&list_script(), Duration::from_secs(60))
+                        .run(&list_script(&checkouts), Duration::from_secs(60))
                         .map_err(|e| crate::error::one_line(&e.to_string()))
                         .and_then(|out| parse_listings(&out));
                     HostListing {

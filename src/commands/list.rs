@@ -116,7 +116,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         .filter(|h| index.on_host(&h.name).next().is_some())
         .collect();
     let (local, answers) = std::thread::scope(|s| {
-        let remote = s.spawn(|| remote::list_hosts(&asked));
+        let remote = s.spawn(|| remote::list_hosts(&asked, &index));
         let local = crate::registry::load_with_state(&ctx.config.registry_paths())
             .map(|(registry, state)| listing::list(&ctx.config, &registry, &state, &ctx.cwd));
         (local, remote.join().unwrap_or_default())
