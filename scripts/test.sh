@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The test suite: unit tests, and end-to-end tests that drive the real binary against
 # real git repositories and a real Docker engine (the local test image is built first;
-# nothing is pulled). Two lanes:
+# nothing is pulled). Lanes:
 #
-#   v1  every test with Compose v1 (`KINFRA_COMPOSE=v1`, `docker-compose`);
+#   v1  every test with Compose v1 (`KINFRA_COMPOSE=v1`, `docker-compose`), but
+#       `hosts::`;
+#   hosts  `hosts::` against the test hosts of scripts/hosts.sh (`scripts/hosts.sh up`
+#       first; .ci/run does);
 #   v2  the Docker end-to-end modules (`stack::`, `compose_stack::`, and the MCP
 #       session on a running stack) again with Compose v2 (`KINFRA_COMPOSE=v2`, the
 #       `docker compose` plugin installed under target/docker-config by
