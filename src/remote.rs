@@ -668,6 +668,7 @@ impl CreatePlan {
 pub fn execute_create(
     plan: &CreatePlan,
     up: bool,
+    no_hooks: bool,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<CreatedRemote> {
     let host = &plan.host;
@@ -701,6 +702,9 @@ pub fn execute_create(
     ];
     if up {
         args.push("--up");
+    }
+    if no_hooks {
+        args.push("--no-hooks");
     }
     // The host's progress streams to our stderr; its data (the path) is read below.
     let out = host.run_captured(&in_dir(&checkout, &args), Duration::from_secs(1800))?;

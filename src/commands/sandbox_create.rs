@@ -119,7 +119,8 @@ fn run_remote(ctx: &Ctx, args: &Args, host: crate::hosts::Host) -> Result<u8> {
         super::print_lines(&plan.describe());
         return Ok(0);
     }
-    let created = crate::remote::execute_create(&plan, args.up, &output::Term::new())?;
+    let created =
+        crate::remote::execute_create(&plan, args.up, args.hooks.no_hooks, &output::Term::new())?;
     let e = &created.entry;
     output::done(&format!(
         "created sandbox `{}` on host `{}`",
