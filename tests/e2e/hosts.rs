@@ -632,6 +632,21 @@ fn thin_mode_refuses_a_bind_source_the_remote_engine_lacks_and_warns_about_ports
     let id = format!("hello--{name}");
     kinfra(&env, &main, &["sandbox", "create", &name, "--slot", "10"]).assert_code(0);
     let dir = env.dev().join(&id);
+    // Whatever happens, what this test started on h2 goes.
+    struct Down<'a>(&'a Env, PathBuf);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            for args in [
+                &["sandbox", "down"][..],
+                &["sandbox", "destroy", "--force", "--yes"],
+            ] {
+                let mut cmd = self.0.kinfra_cmd(&self.1, args);
+                cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
+                let _ = cmd.output();
+            }
+        }
+    }
+    let down = Down(&env, dir.clone());
     let up = |env: &Env| {
         let mut cmd = env.kinfra_cmd(&dir, &["sandbox", "up", "--no-wait"]);
         cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
@@ -657,22 +672,13 @@ fn thin_mode_refuses_a_bind_source_the_remote_engine_lacks_and_warns_about_ports
     )
     .unwrap();
     let run = up(&env);
-    let cleanup = || {
-        let mut cmd = env.kinfra_cmd(&dir, &["sandbox", "down"]);
-        cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
-        let _ = cmd.output();
-        let mut cmd = env.kinfra_cmd(&dir, &["sandbox", "destroy", "--force", "--yes"]);
-        cmd.env("DOCKER_HOST", "tcp://10.251.2.2:2375");
-        let _ = cmd.output();
-    };
-    let started = !h2_containers(&id).is_empty();
-    cleanup();
     run.assert_code(0);
     assert!(
         run.stderr.contains("will not be reachable from here"),
         "{}",
         run.stderr
     );
-    assert!(started, "nothing started on h2");
+    assert!(!h2_containers(&id).is_empty(), "nothing started on h2");
+    drop(down);
     assert!(h2_containers(&id).is_empty(), "left containers on h2");
 }
