@@ -224,11 +224,15 @@ up() {
         image_up "$h"
         sshd_up "$h"
     done
+    # A marker in this machine's /tmp that no host may see.
+    local marker
+    marker="$(mktemp /tmp/.kinfra-hosts-here.XXXXXX)"
     for h in "${HOSTS[@]}"; do
         ssh -F "$base/ssh_config" -o BatchMode=yes -o ConnectTimeout=5 "$h" \
-            'test -S "${DOCKER_HOST#unix://}" && test ! -e /tmp/.kinfra-hosts-here' \
-            || die "cannot reach $h over ssh, or it sees this machine's /tmp"
+            "test -S \"\${DOCKER_HOST#unix://}\" && test ! -e $marker" \
+            || { rm -f "$marker"; die "cannot reach $h over ssh, or it sees this machine's /tmp"; }
     done
+    rm -f "$marker"
     echo "test hosts up: ${HOSTS[*]} (ssh config: $base/ssh_config)"
 }
 
@@ -273,9 +277,6 @@ status() {
     done
     return $rc
 }
-
-# Marker that the check in `up` must not see from a host.
-touch /tmp/.kinfra-hosts-here 2>/dev/null || true
 
 case "${1:-}" in
     up) up ;;
