@@ -143,7 +143,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         _ => {}
     }
     // A sandbox on another host: its host's kinfra runs the command.
-    if matches!(cli.command, Command::Sandbox(_)) {
+    if matches!(cli.command, Command::Sandbox(_) | Command::Wait(_)) {
         let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
         if let Some((sub, rest, entry)) = commands::remote::target(&argv) {
             return commands::remote::forward(&sub, &rest, &entry);

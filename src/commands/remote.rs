@@ -17,21 +17,38 @@ const BY_NAME: &[&str] = &[
 /// Options of those commands that take a value (so the value is not the NAME).
 const VALUED: &[&str] = &["--timeout", "--tail", "--since", "--service", "--config"];
 
-/// The sandbox subcommand and its arguments, when argv is `kinfra [GLOBAL...] sandbox
-/// SUB ARGS...` and names a sandbox of the remote index (by `--instance` or by the
-/// first positional) that is not also a local instance.
+/// The command (`sandbox SUB`, or `wait`) and its arguments, when argv is `kinfra
+/// [GLOBAL...] sandbox SUB ARGS...` or `kinfra [GLOBAL...] wait ARGS...` and names a
+/// sandbox of the remote index (by `--instance` or by the first positional).
 pub fn target(argv: &[OsString]) -> Option<(String, Vec<String>, RemoteEntry)> {
     let words: Vec<String> = argv
         .iter()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let at = words.iter().position(|w| w == "sandbox")?;
-    let sub = words.get(at + 1)?.clone();
-    if !BY_NAME.contains(&sub.as_str()) {
-        return None;
+    // The first word that is neither a global option nor `--config`'s value.
+    let mut first = 0;
+    while let Some(w) = words.get(first) {
+        if w == "--config" {
+            first += 2;
+        } else if w.starts_with('-') {
+            first += 1;
+        } else {
+            break;
+        }
     }
-    let rest: Vec<String> = words[at + 2..].to_vec();
+    words.get(first)?;
+    let (sub, rest) = if words[first] == "wait" {
+        ("wait".to_string(), words[first + 1..].to_vec())
+    } else if words[first] == "sandbox" {
+        let sub = words.get(first + 1)?.clone();
+        if !BY_NAME.contains(&sub.as_str()) {
+            return None;
+        }
+        (sub, words[first + 2..].to_vec())
+    } else {
+        return None;
+    };
     let name = instance_word(&rest)?;
     let index = RemoteIndex::load().ok()?;
     let entry = index.find(&name)?.clone();
@@ -78,7 +95,11 @@ pub fn forward(sub: &str, rest: &[String], entry: &RemoteEntry) -> Result<u8> {
         return Ok(0);
     }
     let tty = matches!(sub, "shell") || (sub == "logs" && output::interactive());
-    let mut args = vec!["sandbox", sub];
+    let mut args = if sub == "wait" {
+        vec!["wait"]
+    } else {
+        vec!["sandbox", sub]
+    };
     args.extend(rest.iter().map(String::as_str));
     Ok(remote::run_attached(&host, &entry.path, &args, tty)?)
 }

@@ -682,3 +682,24 @@ fn thin_mode_refuses_a_bind_source_the_remote_engine_lacks_and_warns_about_ports
     drop(down);
     assert!(h2_containers(&id).is_empty(), "left containers on h2");
 }
+
+#[test]
+fn wait_and_env_by_name_run_on_the_host() {
+    if !harness() {
+        return;
+    }
+    let mut r = Remote::new();
+    let (a, _) = r.create("wait", "h2", &["--up"]);
+    let run = r.kinfra(&["wait", &a, "--timeout", "30"]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("is ready"), "{}", run.stderr);
+    let env = r.kinfra(&["sandbox", "env", &a]);
+    env.assert_code(0);
+    assert!(
+        env.stdout.contains(&format!("INSTANCE_ID='{a}'")),
+        "{}",
+        env.stdout
+    );
+    r.kinfra(&["sandbox", "destroy", &a, "--yes"])
+        .assert_code(0);
+}
