@@ -667,8 +667,7 @@ impl CreatePlan {
 /// made it; a host that does not answer leaves nothing behind locally.
 pub fn execute_create(
     plan: &CreatePlan,
-    up: bool,
-    no_hooks: bool,
+    flags: &[&str],
     reporter: &dyn crate::report::Reporter,
 ) -> Result<CreatedRemote> {
     let host = &plan.host;
@@ -700,12 +699,7 @@ pub fn execute_create(
         "--branch",
         plan.branch.as_str(),
     ];
-    if up {
-        args.push("--up");
-    }
-    if no_hooks {
-        args.push("--no-hooks");
-    }
+    args.extend(flags);
     // The host's progress streams to our stderr; its data (the path) is read below.
     let out = host.run_captured(&in_dir(&checkout, &args), Duration::from_secs(1800))?;
     // The host's hints name its paths and commands; ours follow.

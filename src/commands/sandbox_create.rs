@@ -115,12 +115,21 @@ fn run_remote(ctx: &Ctx, args: &Args, host: crate::hosts::Host) -> Result<u8> {
         ));
     }
     let plan = crate::remote::plan_create(ctx, &args.name, args.branch.as_deref(), host)?;
+    // What the host's `sandbox create` is asked to do besides.
+    let flags: Vec<&str> = [
+        (args.up, "--up"),
+        (args.hooks.no_hooks, "--no-hooks"),
+        (args.mcp, "--mcp"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, f)| *f)
+    .collect();
     if args.dry_run {
         super::print_lines(&plan.describe());
         return Ok(0);
     }
-    let created =
-        crate::remote::execute_create(&plan, args.up, args.hooks.no_hooks, &output::Term::new())?;
+    let created = crate::remote::execute_create(&plan, &flags, &output::Term::new())?;
     let e = &created.entry;
     output::done(&format!(
         "created sandbox `{}` on host `{}`",
