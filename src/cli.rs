@@ -70,6 +70,11 @@ pub enum Command {
     Man(commands::man::Args),
     /// Serve one instance to AI agents over MCP (stdio), scoped to that instance.
     Mcp(commands::mcp::Args),
+    /// Reach a sandbox's ports on another host from here, through ssh, until Ctrl-C.
+    Forward(commands::forward::Args),
+    /// Other machines that run sandboxes over ssh (`local` is always one).
+    #[command(subcommand)]
+    Hosts(commands::hosts::HostsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +105,8 @@ pub enum SandboxCommand {
     Url(commands::url::InstanceArgs),
     /// Print a sandbox's directory.
     Path(commands::path::Args),
+    /// Bring a sandbox's work from its host: its branch and rescue refs.
+    Fetch(commands::remote::FetchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,7 +140,19 @@ pub fn run(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Completions(args) => return commands::completions::run(args),
         Command::Man(args) => return commands::man::run(args),
+        Command::Hosts(cmd) => return commands::hosts::run(cmd),
+        Command::Forward(args) => return commands::forward::run(args),
         _ => {}
+    }
+    // A sandbox on another host: its host's kinfra runs the command.
+    if matches!(cli.command, Command::Sandbox(_) | Command::Wait(_)) {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if let Some((sub, rest, entry)) = commands::remote::target(&argv) {
+            return commands::remote::forward(&sub, &rest, &entry);
+        }
+    }
+    if let Command::Sandbox(SandboxCommand::Fetch(a)) = &cli.command {
+        return commands::remote::fetch(a);
     }
     let ctx = Ctx::load(cli.config.as_deref())?;
     crate::output::verbose(&format!("config: {}", ctx.config.source.describe()));
@@ -152,6 +171,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             SandboxCommand::Env(a) => commands::env::run_for(&ctx, &a, Kind::Sandbox),
             SandboxCommand::Url(a) => commands::url::run_for(&ctx, &a, Kind::Sandbox),
             SandboxCommand::Path(a) => commands::path::run(&ctx, &a),
+            SandboxCommand::Fetch(a) => commands::remote::fetch(&a),
         },
         Command::LocalProd(cmd) => match cmd {
             LocalProdCommand::Create(a) => commands::local_prod_create::run(&ctx, &a),
@@ -176,7 +196,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Env(a) => commands::env::run(&ctx, &a),
         Command::Url(a) => commands::url::run(&ctx, &a),
         Command::Mcp(a) => commands::mcp::run(&ctx, &a),
-        Command::Completions(_) | Command::Man(_) => Ok(0),
+        Command::Completions(_) | Command::Man(_) | Command::Hosts(_) | Command::Forward(_) => {
+            Ok(0)
+        }
     }
 }
 

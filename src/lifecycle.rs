@@ -305,6 +305,12 @@ pub struct UpPlan {
     pub stale_volumes: Vec<String>,
     /// Bind-mount sources missing on disk (compose would create empty directories).
     pub missing_binds: Vec<(String, PathBuf)>,
+    /// Thin mode: the address of the engine on another machine (not a registered
+    /// host) that compose will use.
+    pub thin_engine: Option<String>,
+    /// Every bind-mount source, with the services mounting it (checked on the engine's
+    /// side in thin mode).
+    pub bind_sources: Vec<(String, PathBuf)>,
     pub secrets: Vec<secrets::Request>,
     pub compose_args: Vec<String>,
     pub checks: Vec<Check>,
@@ -375,23 +381,32 @@ pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpP
 
     let (missing_networks, missing_volumes, externals_unknown) = missing_externals(&stack);
     let stale_volumes = stale_volumes(target);
-    // Each missing bind source once, with the services that mount it.
-    let mut missing_binds: Vec<(String, PathBuf)> = Vec::new();
+    // Each bind source once, with the services that mount it.
+    let mut bind_sources: Vec<(String, PathBuf)> = Vec::new();
     for service in stack.model.active_services(&stack.profiles) {
         for m in &service.mounts {
-            if let MountKind::Bind { source } = &m.kind
-                && !source.exists()
-            {
-                match missing_binds.iter_mut().find(|(_, p)| p == source) {
+            if let MountKind::Bind { source } = &m.kind {
+                match bind_sources.iter_mut().find(|(_, p)| p == source) {
                     Some((services, _)) => {
                         services.push_str(", ");
                         services.push_str(&service.name);
                     }
-                    None => missing_binds.push((service.name.clone(), source.clone())),
+                    None => bind_sources.push((service.name.clone(), source.clone())),
                 }
             }
         }
     }
+    let thin_engine = crate::thin::remote_engine(&crate::thin::registered_hosts());
+    // Here, a missing source is a warning; in thin mode the engine's side decides.
+    let missing_binds: Vec<(String, PathBuf)> = if thin_engine.is_some() {
+        Vec::new()
+    } else {
+        bind_sources
+            .iter()
+            .filter(|(_, p)| !p.exists())
+            .cloned()
+            .collect()
+    };
 
     let secrets = if opts.no_secrets {
         Vec::new()
@@ -466,6 +481,8 @@ pub fn plan_up(config: &Config, target: &Target, opts: &UpOptions) -> Result<UpP
         externals_unknown,
         stale_volumes,
         missing_binds,
+        thin_engine,
+        bind_sources,
         secrets,
         compose_args,
         checks,
@@ -780,6 +797,19 @@ pub fn execute_up(
             volumes: plan.stale_volumes.clone(),
         }
         .into());
+    }
+    if let Some(addr) = &plan.thin_engine {
+        let missing = crate::thin::missing_on_engine(addr, &plan.bind_sources)?;
+        if !missing.is_empty() {
+            return Err(crate::thin::ThinError::MissingOnEngine {
+                engine: addr.clone(),
+                missing,
+            }
+            .into());
+        }
+        reporter.warn(&format!(
+            "the Docker engine at `{addr}` is on another machine: ports published on 127.0.0.1 are that machine's and will not be reachable from here"
+        ));
     }
     if let Some(why) = &plan.externals_unknown {
         reporter.warn(&format!(

@@ -46,6 +46,37 @@ pub struct ListReport {
     pub docker_error: Option<String>,
 }
 
+/// A row of `list --json` with the host it lives on (`local` for this machine).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct HostedRow {
+    #[serde(flatten)]
+    pub row: ListRow,
+    pub host: String,
+}
+
+/// How a registered host answered `list`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct HostAnswer {
+    pub name: String,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// `list --json`: this machine's instances and, with hosts registered, the sandboxes on
+/// them and how each host answered.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct HostedReport {
+    pub schema_version: u32,
+    pub instances: Vec<HostedRow>,
+    /// Why live status is unknown, when Docker could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostAnswer>,
+}
+
 /// Every registered instance, sorted by slot (local-prod's 0 first).
 pub fn list(config: &Config, registry: &Registry, state: &Known, cwd: &Path) -> ListReport {
     // One Docker call for every instance.

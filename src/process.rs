@@ -145,6 +145,7 @@ pub struct Cmd {
     grace: Duration,
     interrupt: Option<Interrupt>,
     stdout_to_stderr: bool,
+    stdin_file: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -159,6 +160,7 @@ impl Cmd {
             grace: DEFAULT_GRACE,
             interrupt: None,
             stdout_to_stderr: false,
+            stdin_file: None,
         }
     }
 
@@ -226,6 +228,12 @@ impl Cmd {
     /// Send the child's stdout to our stderr (progress of a subprocess is not data).
     pub fn stdout_to_stderr(mut self) -> Self {
         self.stdout_to_stderr = true;
+        self
+    }
+
+    /// Feed this file to the command's stdin (captured runs only: [`Cmd::output`]).
+    pub fn stdin_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.stdin_file = Some(path.as_ref().to_owned());
         self
     }
 
@@ -320,7 +328,13 @@ impl Cmd {
     fn spawn_piped(&self) -> Result<(Child, LimitSetting), ProcessError> {
         let limit = self.resolve_limit(false)?;
         let mut cmd = self.build();
-        cmd.stdin(Stdio::null())
+        let stdin = match &self.stdin_file {
+            Some(path) => {
+                Stdio::from(std::fs::File::open(path).map_err(|source| self.spawn_error(source))?)
+            }
+            None => Stdio::null(),
+        };
+        cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Ok((self.spawn(cmd, true)?, limit))

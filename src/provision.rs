@@ -794,7 +794,7 @@ fn recheck_under_lock(config: &Config, plan: &Plan, reg: &Registry) -> Result<()
     }
 }
 
-fn check_id(id: &str) -> Result<(), ProvisionError> {
+pub fn check_id(id: &str) -> Result<(), ProvisionError> {
     if slug::is_valid_project_name(id) {
         return Ok(());
     }

@@ -29,7 +29,7 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         (
             "list",
-            schema::<crate::listing::ListReport>("kinfra sandbox list --json"),
+            schema::<crate::listing::HostedReport>("kinfra sandbox list --json"),
         ),
         (
             "list-watch",

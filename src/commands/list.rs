@@ -1,14 +1,19 @@
 //! `kinfra sandbox list [--json] [--watch]` — every registered instance; stale entries
-//! (directory gone) are reported, never silently dropped. `--watch` keeps going: the
-//! table is drawn again on each change, or (with `--json`) one JSON line per change.
+//! (directory gone) are reported, never silently dropped. With hosts registered, the
+//! sandboxes on them too (one ssh round trip per host, all hosts at once, beside the
+//! local read); a host that does not answer has its rows marked unreachable and a
+//! warning. `--watch` keeps going (this machine's instances): the table is drawn again on
+//! each change, or (with `--json`) one JSON line per change.
 
 use std::io::{self, IsTerminal, Write};
 
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::hosts::{Host, HostsFile};
 use crate::instance::Kind;
-use crate::listing;
+use crate::listing::{self, HostAnswer, HostedReport, HostedRow};
 use crate::output;
+use crate::remote::{self, RemoteIndex};
 use crate::watch;
 
 #[derive(Debug, clap::Args)]
@@ -29,15 +34,110 @@ pub struct Args {
     pub watch: bool,
 }
 
+/// The rows of this user's sandboxes on other hosts, from what the hosts answered.
+fn remote_rows(
+    index: &RemoteIndex,
+    answers: &[remote::HostListing],
+) -> (Vec<HostedRow>, Vec<HostAnswer>) {
+    let mut rows = Vec::new();
+    for e in index.instances.values() {
+        let answer = answers.iter().find(|a| a.host == e.host);
+        let found = answer.and_then(|a| a.rows.as_ref().ok()).map(|list| {
+            list.iter()
+                .find(|r| r.instance_id == e.instance_id)
+                .cloned()
+        });
+        let (status, stale, slot, branch, api_port) = match found {
+            None => (
+                "unreachable".to_string(),
+                false,
+                0,
+                Some(e.branch.clone()),
+                None,
+            ),
+            Some(None) => ("missing".to_string(), true, 0, Some(e.branch.clone()), None),
+            Some(Some(r)) => (r.status, false, r.slot, r.branch, r.api_port),
+        };
+        rows.push(HostedRow {
+            row: listing::ListRow {
+                instance_id: e.instance_id.clone(),
+                kind: Kind::Sandbox,
+                slot,
+                path: e.path.clone(),
+                created_at: e.created_at.clone(),
+                is_worktree: true,
+                parent_repo: Some(e.checkout.clone()),
+                branch,
+                api_port,
+                status,
+                health: None,
+                stale,
+                current: false,
+            },
+            host: e.host.clone(),
+        });
+    }
+    let hosts = answers
+        .iter()
+        .map(|a| HostAnswer {
+            name: a.host.clone(),
+            reachable: a.rows.is_ok(),
+            error: a.rows.as_ref().err().cloned(),
+            elapsed_ms: u64::try_from(a.elapsed.as_millis()).unwrap_or(u64::MAX),
+        })
+        .collect();
+    (rows, hosts)
+}
+
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     if args.watch {
         return run_watch(ctx, args.json);
     }
-    let (registry, state) = crate::registry::load_with_state(&ctx.config.registry_paths())?;
-    let report = listing::list(&ctx.config, &registry, &state, &ctx.cwd);
-    if let Some(e) = &report.docker_error {
+    let hosts = HostsFile::load()?.all();
+    let index = if hosts.is_empty() {
+        RemoteIndex::default()
+    } else {
+        RemoteIndex::load()?
+    };
+    // Only hosts holding this user's sandboxes are asked.
+    let asked: Vec<Host> = hosts
+        .into_iter()
+        .filter(|h| index.on_host(&h.name).next().is_some())
+        .collect();
+    let (local, answers) = std::thread::scope(|s| {
+        let remote = s.spawn(|| remote::list_hosts(&asked, &index));
+        let local = crate::registry::load_with_state(&ctx.config.registry_paths())
+            .map(|(registry, state)| listing::list(&ctx.config, &registry, &state, &ctx.cwd));
+        (local, remote.join().unwrap_or_default())
+    });
+    let local = local?;
+    if let Some(e) = &local.docker_error {
         output::warn(&format!("Docker did not answer ({e}); status is unknown"));
     }
+    let (remote, host_answers) = remote_rows(&index, &answers);
+    for a in host_answers.iter().filter(|a| !a.reachable) {
+        output::warn(&format!(
+            "host `{}` did not answer ({}); its sandboxes are shown as unreachable",
+            a.name,
+            a.error.as_deref().unwrap_or("")
+        ));
+    }
+    let with_hosts = !host_answers.is_empty() || !remote.is_empty();
+    let mut rows: Vec<HostedRow> = local
+        .instances
+        .into_iter()
+        .map(|row| HostedRow {
+            row,
+            host: crate::hosts::LOCAL.into(),
+        })
+        .collect();
+    rows.extend(remote);
+    let report = HostedReport {
+        schema_version: 1,
+        instances: rows,
+        docker_error: local.docker_error,
+        hosts: host_answers,
+    };
     if args.json {
         super::print_json(&report);
         return Ok(0);
@@ -46,8 +146,18 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
         output::note("no instances are registered; create one with `kinfra sandbox create NAME`");
         return Ok(0);
     }
-    output::data(&table(&report.instances));
-    let stale: Vec<&listing::ListRow> = report.instances.iter().filter(|r| r.stale).collect();
+    let rows: Vec<(&listing::ListRow, Option<&str>)> = report
+        .instances
+        .iter()
+        .map(|h| (&h.row, with_hosts.then_some(h.host.as_str())))
+        .collect();
+    output::data(&table(&rows));
+    let stale: Vec<&listing::ListRow> = report
+        .instances
+        .iter()
+        .filter(|h| h.row.stale && h.host == crate::hosts::LOCAL)
+        .map(|h| &h.row)
+        .collect();
     if !stale.is_empty() {
         output::warn(&format!(
             "{} registered instance(s) are missing their directory (stale)",
@@ -67,12 +177,13 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     Ok(0)
 }
 
-/// The human table of `rows`.
-fn table(instances: &[listing::ListRow]) -> String {
-    let rows: Vec<Vec<String>> = instances
+/// The human table of `rows`, with a HOST column when any row names its host.
+fn table(rows: &[(&listing::ListRow, Option<&str>)]) -> String {
+    let with_hosts = rows.iter().any(|(_, host)| host.is_some());
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            vec![
+        .map(|(r, host)| {
+            let mut cells = vec![
                 format!(
                     "{}{}{}",
                     if r.current { "* " } else { "  " },
@@ -96,21 +207,26 @@ fn table(instances: &[listing::ListRow]) -> String {
                     .get(..19)
                     .unwrap_or(&r.created_at)
                     .replace('T', " "),
-            ]
+            ];
+            if with_hosts {
+                cells.insert(1, host.unwrap_or_default().to_string());
+            }
+            cells
         })
         .collect();
-    output::table(
-        &[
-            "  INSTANCE",
-            "SLOT",
-            "STATUS",
-            "BRANCH",
-            "API",
-            "PATH",
-            "CREATED",
-        ],
-        &rows,
-    )
+    let mut header = vec![
+        "  INSTANCE",
+        "SLOT",
+        "STATUS",
+        "BRANCH",
+        "API",
+        "PATH",
+        "CREATED",
+    ];
+    if with_hosts {
+        header.insert(1, "HOST");
+    }
+    output::table(&header, &cells)
 }
 
 /// `--watch`: lines (or tables) until Ctrl-C, SIGTERM or the reader goes away; all of
@@ -152,7 +268,9 @@ impl watch::Sink for WatchOut {
             if rows.is_empty() {
                 writeln!(out, "(no instances are registered)")?;
             } else {
-                writeln!(out, "{}", table(rows))?;
+                let rows: Vec<(&listing::ListRow, Option<&str>)> =
+                    rows.iter().map(|r| (r, None)).collect();
+                writeln!(out, "{}", table(&rows))?;
             }
             if !self.tty {
                 writeln!(out)?;

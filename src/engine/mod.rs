@@ -312,6 +312,8 @@ pub struct NewContainer {
     pub cmd: Vec<String>,
     /// Named volumes and the paths they are mounted at.
     pub volumes: Vec<(String, String)>,
+    /// Host paths (on the engine's side) bind-mounted read-only at container paths.
+    pub binds: Vec<(String, String)>,
     pub labels: Labels,
 }
 
@@ -340,6 +342,13 @@ impl NewContainer {
         self
     }
 
+    /// Bind-mount the engine's `source` read-only at `path` (the engine refuses to
+    /// create the container when `source` does not exist on its side).
+    pub fn bind(mut self, source: &str, path: &str) -> NewContainer {
+        self.binds.push((source.to_string(), path.to_string()));
+        self
+    }
+
     fn to_json(&self) -> serde_json::Value {
         let mounts: Vec<_> = self
             .volumes
@@ -347,6 +356,9 @@ impl NewContainer {
             .map(|(source, target)| {
                 serde_json::json!({ "Type": "volume", "Source": source, "Target": target })
             })
+            .chain(self.binds.iter().map(|(source, target)| {
+                serde_json::json!({ "Type": "bind", "Source": source, "Target": target, "ReadOnly": true })
+            }))
             .collect();
         let mut body = serde_json::json!({
             "Image": self.image,
@@ -602,6 +614,16 @@ impl Engine {
             exchange.control,
             self.options.host.to_string(),
         ))
+    }
+
+    /// The id of some image the engine holds (any will do to create a probe container
+    /// that is never started), if it holds one.
+    pub fn any_image(&self) -> Result<Option<String>, EngineError> {
+        let list: Vec<serde_json::Value> =
+            self.json("GET", "/images/json", &Query::new(), RequestBody::None)?;
+        Ok(list
+            .iter()
+            .find_map(|i| i["Id"].as_str().map(str::to_string)))
     }
 
     /// Create (never pull, never start) a container; its id.

@@ -388,6 +388,31 @@ pub fn listed(env: &Env, id: &str) -> serde_json::Value {
         .clone()
 }
 
+/// The example stack (`examples/hello-stack`) as a repository `<dev>/hello` with one
+/// commit and no origin; its local-prod id made unique to the Env (it reaches Docker).
+/// Returns the repository and that id.
+pub fn hello_repo(env: &Env) -> (PathBuf, String) {
+    let main = env.dev().join("hello");
+    std::fs::create_dir_all(&main).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-stack");
+    for f in ["docker-compose.yml", "kinfra.toml"] {
+        std::fs::copy(example.join(f), main.join(f))
+            .unwrap_or_else(|e| panic!("copy {f} from {}: {e}", example.display()));
+    }
+    let local_prod_id = format!("hello-prod-{}", env.tag);
+    let toml = main.join("kinfra.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let fixed = "id = \"hello-prod\"\n";
+    assert_eq!(text.matches(fixed).count(), 1, "{text}");
+    let text = text.replace(fixed, &format!("id = \"{local_prod_id}\"\n"));
+    std::fs::write(&toml, text).unwrap();
+    std::fs::write(main.join(".gitignore"), ".env.sandbox\n").unwrap();
+    env.git(&main, &["init", "-q", "-b", "main"]);
+    env.git(&main, &["add", "."]);
+    env.git(&main, &["commit", "-q", "-m", "hello stack"]);
+    (main, local_prod_id)
+}
+
 /// kinfra's exit codes (the README's table).
 #[allow(dead_code)]
 pub mod exit {

@@ -11,6 +11,7 @@ mod crash;
 mod density;
 mod fuzz;
 mod hooks;
+mod hosts;
 mod mcp;
 mod paths;
 mod registry_v2;

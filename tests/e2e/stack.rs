@@ -292,25 +292,7 @@ impl Stack {
             })
             .collect();
         let env = Env::new();
-        let main = env.dev().join("hello");
-        std::fs::create_dir_all(&main).unwrap();
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-stack");
-        for f in ["docker-compose.yml", "kinfra.toml"] {
-            std::fs::copy(example.join(f), main.join(f))
-                .unwrap_or_else(|e| panic!("copy {f} from {}: {e}", example.display()));
-        }
-        // local-prod's id reaches Docker: unique to this Env, not the example's.
-        let local_prod_id = format!("hello-prod-{}", env.tag);
-        let toml = main.join("kinfra.toml");
-        let text = std::fs::read_to_string(&toml).unwrap();
-        let fixed = "id = \"hello-prod\"\n";
-        assert_eq!(text.matches(fixed).count(), 1, "{text}");
-        let text = text.replace(fixed, &format!("id = \"{local_prod_id}\"\n"));
-        std::fs::write(&toml, text).unwrap();
-        std::fs::write(main.join(".gitignore"), ".env.sandbox\n").unwrap();
-        env.git(&main, &["init", "-q", "-b", "main"]);
-        env.git(&main, &["add", "."]);
-        env.git(&main, &["commit", "-q", "-m", "hello stack"]);
+        let (main, local_prod_id) = crate::common::hello_repo(&env);
         Stack {
             env,
             main,
