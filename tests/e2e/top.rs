@@ -49,8 +49,11 @@ impl<'a> Tmux<'a> {
             &h,
             "-c",
             cwd.to_str().unwrap(),
+            "sh",
+            "-c",
+            "\"$0\" top; echo $? > \"$1\"",
             kinfra.to_str().unwrap(),
-            "top",
+            self.status_file().to_str().unwrap(),
         ]);
         assert!(out.status.success(), "tmux new-session: {out:?}");
         let out = self.run(&["set-option", "-t", "top", "remain-on-exit", "on"]);
@@ -78,21 +81,17 @@ impl<'a> Tmux<'a> {
         }
     }
 
-    /// The exit status of the pane's process, once it exited.
+    /// The exit status of `kinfra top`, once it exited (written by the shell that ran
+    /// it: tmux 3.3 does not always report a dead pane's status).
     fn exit_status(&self) -> Option<String> {
-        let out = self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            "top",
-            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        // `0:` for an exit code, `:SIGNAL` for a signal; `:` while tmux has seen the
-        // terminal close but not yet reaped the process.
-        text.strip_prefix("1:")
-            .filter(|s| *s != ":")
-            .map(|s| s.trim_end_matches(':').to_string())
+        std::fs::read_to_string(self.status_file())
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn status_file(&self) -> std::path::PathBuf {
+        self.env.tmp().join(format!("{}.status", self.socket))
     }
 
     fn keys(&self, keys: &[&str]) {
