@@ -456,7 +456,12 @@ pub fn execute(
             crate::crashpoint::hit("destroy:after-rescue");
         }
     }
-    // 3. Files.
+    // 3. Files. (The branch checked out is read first: the worktree is gone after.)
+    let checked_out = if opts.delete_branch {
+        crate::listing::branch_of(&plan.path)
+    } else {
+        None
+    };
     match (&plan.removal, plan.exists) {
         (Removal::Worktree { main }, true) => git::worktree_remove(main, &plan.path)?,
         (Removal::Worktree { main }, false) => git::worktree_prune(main)?,
@@ -476,7 +481,7 @@ pub fn execute(
     if opts.delete_branch
         && let Removal::Worktree { main } = &plan.removal
     {
-        outcome.branch = Some(delete_branch(plan, main));
+        outcome.branch = Some(delete_branch(plan, main, checked_out));
     }
     // 4. Registry last, so a crash before here leaves an entry a re-run can finish.
     let id = plan.entry.instance_id.clone();
@@ -526,8 +531,7 @@ fn stop_containers(plan: &Plan, reporter: &dyn Reporter) -> Result<(), DestroyEr
 
 /// Delete the sandbox's branch if kinfra created it and the main branch has all of it;
 /// otherwise say why it is kept.
-fn delete_branch(plan: &Plan, main: &Path) -> BranchFate {
-    let checked_out = crate::listing::branch_of(&plan.path);
+fn delete_branch(plan: &Plan, main: &Path, checked_out: Option<String>) -> BranchFate {
     let Some(branch) = plan.created_branch.clone() else {
         let name = checked_out.unwrap_or_else(|| plan.entry.instance_id.clone());
         return BranchFate::Kept(

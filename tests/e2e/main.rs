@@ -3,6 +3,7 @@
 
 mod common;
 
+mod agents;
 mod bad_input;
 mod compat;
 mod compose_stack;

@@ -323,16 +323,21 @@ impl Stack {
 
     /// `kinfra sandbox create t<pid>-<test>-<name> --slot N` from the main repository.
     pub(crate) fn create(&mut self, name: &str, slot: u32) -> Sandbox {
+        self.create_with(name, slot, &[])
+    }
+
+    /// [`Stack::create`] with more arguments (`--up`, ...); the path is the last line
+    /// of its output.
+    pub(crate) fn create_with(&mut self, name: &str, slot: u32, more: &[&str]) -> Sandbox {
         let name = format!("{}-{name}", self.tag);
         let id = format!("hello--{name}");
         self.sandboxes.push(id.clone());
         let slot_arg = slot.to_string();
-        let run = self.kinfra(
-            &self.main,
-            &["sandbox", "create", &name, "--slot", &slot_arg],
-        );
+        let mut args = vec!["sandbox", "create", name.as_str(), "--slot", &slot_arg];
+        args.extend_from_slice(more);
+        let run = self.kinfra(&self.main, &args);
         run.assert_code(0);
-        let path = PathBuf::from(run.stdout.trim());
+        let path = PathBuf::from(run.stdout.trim().lines().last().unwrap_or_default());
         assert!(path.join(".env.sandbox").is_file(), "{run:?}");
         assert_eq!(path, self.env.dev().join(&id));
         Sandbox { id, path, slot }
