@@ -48,6 +48,9 @@ pub enum Command {
     Doctor(commands::doctor::Args),
     /// Stop (never delete) sandboxes that nothing used for a while.
     Reap(commands::reap::Args),
+    /// Snapshots of an instance's volumes: create, list, restore, rm.
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::SnapshotCommand),
     /// The work `destroy --rescue` kept: list it, put it back, prune it.
     #[command(subcommand)]
     Rescue(commands::rescue::RescueCommand),
@@ -189,6 +192,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(a) => commands::doctor::run(&ctx, &a),
         Command::Ports(a) => commands::ports::run(&ctx, &a),
         Command::Rescue(c) => commands::rescue::run(&ctx, &c),
+        Command::Snapshot(c) => commands::snapshot::run(&ctx, &c),
         Command::Reap(a) => commands::reap::run(&ctx, &a),
         Command::Wait(a) => commands::wait::run(&ctx, &a),
         Command::Hooks(c) => commands::hooks::run(&ctx, &c),

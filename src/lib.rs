@@ -47,6 +47,7 @@ pub mod secrets;
 pub mod shared;
 pub mod slots;
 pub mod slug;
+pub mod snapshot;
 pub mod stack;
 pub mod state;
 pub mod status;

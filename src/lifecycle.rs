@@ -133,11 +133,16 @@ pub struct Target {
 /// Resolve the instance of `kind` a command acts on: `sel` (by name, from anywhere) or
 /// the current directory's (local-prod: the registered one).
 pub fn resolve(ctx: &Ctx, kind: Kind, sel: &instance::Selector) -> Result<Target> {
+    resolve_as(ctx, Some(kind), sel)
+}
+
+/// [`resolve`] for commands that act on either kind (`None`).
+pub fn resolve_as(ctx: &Ctx, kind: Option<Kind>, sel: &instance::Selector) -> Result<Target> {
     let instance::Found {
         ctx,
         registry,
         inst,
-    } = instance::select(ctx, sel, Some(kind))?;
+    } = instance::select(ctx, sel, kind)?;
     let mut project = compose_project(&ctx.config, &inst)?;
     // The override `up` wrote (subnets, budget) is part of the project for every call.
     let over = crate::overrides::path(&ctx.config.state_dir, inst.id());

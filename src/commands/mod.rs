@@ -26,6 +26,7 @@ pub mod sandbox_create;
 pub mod sandbox_destroy;
 pub mod sandbox_init;
 pub mod shell;
+pub mod snapshot;
 pub mod status;
 pub mod top;
 pub mod up;

@@ -116,6 +116,9 @@ pub fn layout(
         }),
         budget: None,
         hooks: None,
+        data: Some(crate::config::DataLayer {
+            skip: Some(Vec::new()),
+        }),
     }
 }
 

@@ -109,6 +109,8 @@ pub struct Layer {
     pub budget: Option<BudgetLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hooks: Option<HooksLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataLayer>,
 }
 
 /// `[hooks]`: shell commands run at points of an instance's life, each only once the
@@ -129,6 +131,14 @@ pub struct HooksLayer {
     /// Seconds each command may run (default 300).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataLayer {
+    /// Compose volume keys that snapshots and `--data-from` leave out (caches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -409,6 +419,7 @@ impl Layer {
                 over.hooks,
                 [post_create, pre_up, post_up, pre_down, pre_destroy, timeout]
             ),
+            data: overlay!(self.data, over.data, [skip]),
         }
     }
 
@@ -563,6 +574,8 @@ pub struct Config {
     pub max_concurrent_ups: u32,
     /// Lifecycle hooks (run only once approved).
     pub hooks: crate::hooks::Hooks,
+    /// Compose volume keys snapshots and `--data-from` leave out.
+    pub data_skip: Vec<String>,
     /// The merged layer this was resolved from (rendered by `config show`).
     pub layer: Layer,
 }
@@ -732,6 +745,11 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
     let gate = layer.gate.unwrap_or_default();
     let secrets = layer.secrets.unwrap_or_default();
     let nets = layer.networks.unwrap_or_default();
+    let data_skip = layer
+        .data
+        .as_ref()
+        .and_then(|d| d.skip.clone())
+        .unwrap_or_default();
     let budget = layer.budget.unwrap_or_default();
     let hooks =
         crate::hooks::Hooks::from_layer(layer.hooks.unwrap_or_default()).map_err(invalid)?;
@@ -885,6 +903,7 @@ fn resolve(layer: Layer, path: &Path, source: Source) -> Result<Config, ConfigEr
         },
         max_concurrent_ups,
         hooks,
+        data_skip,
         layer: Layer::default(),
     };
     validate_checks(&config).map_err(invalid)?;

@@ -310,6 +310,8 @@ pub struct NewContainer {
     pub image: String,
     /// Empty: the image's default command.
     pub cmd: Vec<String>,
+    /// Empty: the image's own entrypoint.
+    pub entrypoint: Vec<String>,
     /// Named volumes and the paths they are mounted at.
     pub volumes: Vec<(String, String)>,
     /// Host paths (on the engine's side) bind-mounted read-only at container paths.
@@ -328,6 +330,12 @@ impl NewContainer {
 
     pub fn cmd<S: AsRef<str>>(mut self, args: &[S]) -> NewContainer {
         self.cmd = args.iter().map(|a| a.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Run `args` instead of the image's entrypoint (the command is then appended).
+    pub fn entrypoint<S: AsRef<str>>(mut self, args: &[S]) -> NewContainer {
+        self.entrypoint = args.iter().map(|a| a.as_ref().to_string()).collect();
         self
     }
 
@@ -367,6 +375,9 @@ impl NewContainer {
         });
         if !self.cmd.is_empty() {
             body["Cmd"] = serde_json::json!(self.cmd);
+        }
+        if !self.entrypoint.is_empty() {
+            body["Entrypoint"] = serde_json::json!(self.entrypoint);
         }
         body
     }
@@ -746,6 +757,28 @@ impl Engine {
             &Query::new(),
             RequestBody::Json(serde_json::to_vec(&body).unwrap_or_default()),
         )
+    }
+
+    /// The size in bytes of every volume the engine can measure (`GET /system/df`),
+    /// by name. Slow on a daemon with many volumes: it measures them all.
+    pub fn volume_sizes(&self) -> Result<std::collections::BTreeMap<String, u64>, EngineError> {
+        let path = "/system/df";
+        let exchange = self.open(
+            "GET",
+            path,
+            &Query::new().pair("type", "volume"),
+            RequestBody::None,
+            self.slow_timeout(),
+        )?;
+        let usage: types::DiskUsage = self.read_json(&format!("GET {path}"), exchange)?;
+        Ok(usage
+            .volumes
+            .into_iter()
+            .filter_map(|v| {
+                let size = u64::try_from(v.usage_data?.size).ok()?;
+                Some((v.name, size))
+            })
+            .collect())
     }
 
     /// Remove a volume (it must not be in use).

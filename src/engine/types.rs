@@ -247,6 +247,28 @@ impl Volume {
     }
 }
 
+/// `GET /system/df` (only the volumes are read).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DiskUsage {
+    #[serde(rename = "Volumes", default, deserialize_with = "null_default")]
+    pub volumes: Vec<DfVolume>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DfVolume {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "UsageData", default)]
+    pub usage_data: Option<UsageData>,
+}
+
+/// A volume's measured size; `-1` when the engine did not measure it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UsageData {
+    #[serde(rename = "Size")]
+    pub size: i64,
+}
+
 /// `GET /volumes`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct VolumeList {
