@@ -50,7 +50,7 @@ pub enum SnapshotError {
     NoVolumes(String),
     #[error("volume `{volume}` of `{id}` does not exist yet")]
     VolumeMissing { id: String, volume: String },
-    #[error("snapshot `{name}` holds volumes {} but `{id}` has {}", .snapshot.join(", "), .instance.join(", "))]
+    #[error("`{name}` holds volumes {} but `{id}` has {}", .snapshot.join(", "), .instance.join(", "))]
     Mismatch {
         name: String,
         id: String,
@@ -610,25 +610,31 @@ pub fn compose_labels(project: &str, key: &str) -> Labels {
     ])
 }
 
-/// Make `volume` empty (creating it with compose's labels when it does not exist),
-/// then put `tar` into it.
+/// Put `tar` into `vol`: a volume that exists is emptied first (a started helper runs
+/// `rm -rf`); one that does not is created with compose's labels (no helper is started).
 fn fill_volume(
     engine: &Engine,
     set: &DataSet,
     vol: &DataVolume,
+    exists: bool,
     tar: impl Read,
 ) -> Result<u64, SnapshotError> {
-    engine.volume_create(&vol.name, &compose_labels(&set.project, &vol.key))?;
-    let script = format!("rm -rf {MOUNT}/..?* {MOUNT}/.[!.]* {MOUNT}/*");
-    let helper = Helper::create(engine, &set.project, &set.images, &vol.name, &script)?;
-    engine.container_start(&helper.id)?;
-    let code = engine.container_wait(&helper.id, Duration::from_secs(600))?;
-    if code != 0 {
-        return Err(SnapshotError::Empty {
-            volume: vol.name.clone(),
-            code,
-        });
-    }
+    let helper = if exists {
+        let script = format!("rm -rf {MOUNT}/..?* {MOUNT}/.[!.]* {MOUNT}/*");
+        let helper = Helper::create(engine, &set.project, &set.images, &vol.name, &script)?;
+        engine.container_start(&helper.id)?;
+        let code = engine.container_wait(&helper.id, Duration::from_secs(600))?;
+        if code != 0 {
+            return Err(SnapshotError::Empty {
+                volume: vol.name.clone(),
+                code,
+            });
+        }
+        helper
+    } else {
+        engine.volume_create(&vol.name, &compose_labels(&set.project, &vol.key))?;
+        Helper::create(engine, &set.project, &set.images, &vol.name, "exit 0")?
+    };
     let mut counted = Counted {
         inner: tar,
         bytes: 0,
@@ -912,6 +918,7 @@ fn restore_volumes(
     set: &DataSet,
     reporter: &dyn Reporter,
 ) -> Result<(), SnapshotError> {
+    let missing = missing_volumes(engine, &set.volumes)?;
     for entry in &stored.manifest.volumes {
         let Some(name) = set.name_of(&entry.key) else {
             continue;
@@ -922,13 +929,42 @@ fn restore_volumes(
         };
         let path = stored.dir.join(&entry.archive);
         let file = std::fs::File::open(&path).map_err(io("read", &path))?;
-        let bytes = fill_volume(engine, set, &vol, std::io::BufReader::new(file))?;
+        let exists = !missing.contains(&vol.name);
+        let bytes = fill_volume(engine, set, &vol, exists, std::io::BufReader::new(file))?;
         reporter.note(&format!(
             "restored volume `{}` ({})",
             vol.key,
             human_size(bytes)
         ));
         crate::crashpoint::hit("restore:after-volume");
+    }
+    Ok(())
+}
+
+/// Refuse a source without volumes to copy, or whose volumes were never created, and a
+/// target whose compose volumes are not the source's (checked before anything is made).
+pub fn check_source(source: &DataSet, target_keys: &[String]) -> Result<(), SnapshotError> {
+    if source.volumes.is_empty() {
+        return Err(SnapshotError::NoVolumes(source.project.clone()));
+    }
+    let mut want = source.keys();
+    want.sort();
+    let mut have = target_keys.to_vec();
+    have.sort();
+    if want != have {
+        return Err(SnapshotError::Mismatch {
+            name: source.project.clone(),
+            id: "the new sandbox".into(),
+            snapshot: want,
+            instance: have,
+        });
+    }
+    let engine = engine()?;
+    if let Some(volume) = missing_volumes(&engine, &source.volumes)?.into_iter().next() {
+        return Err(SnapshotError::VolumeMissing {
+            id: source.project.clone(),
+            volume,
+        });
     }
     Ok(())
 }
@@ -969,6 +1005,7 @@ pub fn copy_between(
         }
         .into());
     }
+    let missing = missing_volumes(&engine, &target.volumes)?;
     with_services_stopped(source_svc, source, live, reporter, || {
         for vol in &target.volumes {
             let Some(from) = source.name_of(&vol.key) else {
@@ -982,7 +1019,8 @@ pub fn copy_between(
                     volume: from.to_string(),
                     source,
                 })?;
-            let bytes = fill_volume(&engine, target, vol, archive)?;
+            let exists = !missing.contains(&vol.name);
+            let bytes = fill_volume(&engine, target, vol, exists, archive)?;
             reporter.note(&format!(
                 "copied volume `{}` ({})",
                 vol.key,
