@@ -110,6 +110,9 @@ pub struct Options {
     /// Delete the sandbox's branch too, when kinfra created it and the main branch has
     /// every commit of it.
     pub delete_branch: bool,
+    /// Leave the project's volumes on the engine (a later `local-prod create` adopts
+    /// them).
+    pub keep_volumes: bool,
 }
 
 /// What happens to the instance's directory.
@@ -137,6 +140,14 @@ pub struct Plan {
     pub work: Option<UnsavedWork>,
     /// The branch kinfra created for the sandbox, if it did.
     pub created_branch: Option<String>,
+    /// Sizes of the project's volumes, as far as the engine measured them.
+    pub volume_sizes: std::collections::BTreeMap<String, u64>,
+    /// The volumes stay (`--keep-volumes`).
+    pub keep_volumes: bool,
+    /// A snapshot of the volumes is taken first, under this name.
+    pub snapshot: Option<String>,
+    /// Volumes the instance adopted from an earlier one (its own, although older).
+    pub adopted: Vec<String>,
 }
 
 /// Work out the plan for `entry`. Refuses (before anything changes) to delete anything
@@ -172,7 +183,15 @@ pub fn plan(config: &Config, entry: &Entry, kind: Kind, keep_worktree: bool) -> 
             .unwrap_or_default(),
     });
     let docker = docker::project_resources(&entry.instance_id).map_err(|e| e.to_string());
+    let volume_sizes = match &docker {
+        Ok(res) if !res.volumes.is_empty() => crate::snapshot::volume_sizes(&res.volumes),
+        _ => Default::default(),
+    };
     Ok(Plan {
+        volume_sizes,
+        keep_volumes: false,
+        snapshot: None,
+        adopted: crate::lifecycle::adopted_volumes(config, &entry.instance_id),
         entry: entry.clone(),
         kind,
         path,
@@ -295,17 +314,30 @@ impl Plan {
         ));
         match &self.docker {
             Ok(res) if res.is_empty() => lines.push("  docker: nothing to stop".into()),
-            Ok(res) if !res.foreign(&self.path, &self.entry.created_at).is_empty() => {
+            Ok(res)
+                if !res
+                    .foreign_except(&self.path, &self.entry.created_at, &self.adopted)
+                    .is_empty() =>
+            {
                 lines.push(format!(
                     "  refuse: Docker project `{}` holds what is not this instance's: {}",
                     self.entry.instance_id,
-                    res.foreign(&self.path, &self.entry.created_at).join(", ")
+                    res.foreign_except(&self.path, &self.entry.created_at, &self.adopted)
+                        .join(", ")
                 ))
             }
             Ok(res) => {
+                if let Some(name) = &self.snapshot
+                    && !res.volumes.is_empty()
+                {
+                    lines.push(format!(
+                        "  snapshot the volumes first into snapshot `{name}` (`kinfra snapshot restore {name}` puts them back)"
+                    ));
+                }
+                let flags = if self.keep_volumes { "" } else { " --volumes" };
                 let how = match &self.compose {
                     Some(p) => format!(
-                        "`compose -p {}{} down --volumes`",
+                        "`compose -p {}{} down{flags}`",
                         p.name,
                         p.profile
                             .as_ref()
@@ -319,7 +351,17 @@ impl Plan {
                     lines.push(format!("    container {c}"));
                 }
                 for v in &res.volumes {
-                    lines.push(format!("    volume {v}"));
+                    let size = self
+                        .volume_sizes
+                        .get(v)
+                        .map(|b| format!(" ({})", crate::snapshot::human_size(*b)))
+                        .unwrap_or_else(|| " (size unknown)".into());
+                    let fate = if self.keep_volumes {
+                        ": kept (a later `local-prod create` adopts it)"
+                    } else {
+                        ""
+                    };
+                    lines.push(format!("    volume {v}{size}{fate}"));
                 }
                 for n in &res.networks {
                     lines.push(format!("    network {n}"));
@@ -362,7 +404,7 @@ impl Plan {
     /// The refusal for Docker objects of this project name that are not this instance's.
     pub fn foreign_refusal(&self) -> Option<DestroyError> {
         let res = self.docker.as_ref().ok()?;
-        let what = res.foreign(&self.path, &self.entry.created_at);
+        let what = res.foreign_except(&self.path, &self.entry.created_at, &self.adopted);
         (!what.is_empty()).then(|| DestroyError::Foreign {
             id: self.entry.instance_id.clone(),
             what,
@@ -428,7 +470,7 @@ pub fn execute(
         reporter,
     )?;
     // 1. Containers first, before any file is touched.
-    if let Err(e) = stop_containers(plan, reporter) {
+    if let Err(e) = stop_containers(plan, opts.keep_volumes, reporter) {
         if !opts.force {
             return Err(e.into());
         }
@@ -503,26 +545,41 @@ pub fn execute(
     Ok(outcome)
 }
 
-fn stop_containers(plan: &Plan, reporter: &dyn Reporter) -> Result<(), DestroyError> {
+fn stop_containers(
+    plan: &Plan,
+    keep_volumes: bool,
+    reporter: &dyn Reporter,
+) -> Result<(), DestroyError> {
     let id = &plan.entry.instance_id;
     let unconfirmed = |reason: String| DestroyError::StopUnconfirmed {
         id: id.clone(),
         reason,
     };
-    let before = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
+    // With --keep-volumes the volumes are not part of what must go.
+    let resources = || {
+        docker::project_resources(id)
+            .map(|mut r| {
+                if keep_volumes {
+                    r.volumes.clear();
+                }
+                r
+            })
+            .map_err(|e| unconfirmed(e.to_string()))
+    };
+    let before = resources()?;
     if before.is_empty() {
         return Ok(());
     }
-    if let Some(Err(e)) = plan.compose.as_ref().map(Project::down_volumes) {
+    if let Some(Err(e)) = plan.compose.as_ref().map(|p| p.down(!keep_volumes)) {
         reporter.warn(&format!(
             "compose down failed ({e}); removing by label instead"
         ));
     }
-    let left = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
+    let left = resources()?;
     if !left.is_empty() {
         docker::remove_resources(&left).map_err(|e| unconfirmed(e.to_string()))?;
     }
-    let after = docker::project_resources(id).map_err(|e| unconfirmed(e.to_string()))?;
+    let after = resources()?;
     if !after.is_empty() {
         return Err(unconfirmed(format!("still present: {}", after.summary())));
     }

@@ -88,6 +88,16 @@ impl ProjectResources {
     /// instance. (Another checkout's stack with the same project name, or an earlier
     /// instance's data.)
     pub fn foreign(&self, path: &std::path::Path, created_at: &str) -> Vec<String> {
+        self.foreign_except(path, created_at, &[])
+    }
+
+    /// [`ProjectResources::foreign`], the volumes the instance adopted left out.
+    pub fn foreign_except(
+        &self,
+        path: &std::path::Path,
+        created_at: &str,
+        adopted: &[String],
+    ) -> Vec<String> {
         let here = crate::registry::canonical(path);
         let mut out: Vec<String> = self
             .working_dirs
@@ -101,6 +111,9 @@ impl ProjectResources {
         if let Some(created) = crate::timefmt::parse_iso(created_at) {
             let slack = jiff::SignedDuration::from_secs(5);
             for (v, when) in &self.volumes_created {
+                if adopted.contains(v) {
+                    continue;
+                }
                 let older = crate::timefmt::parse_iso(when)
                     .and_then(|t| t.checked_add(slack).ok())
                     .is_some_and(|t| t < created);

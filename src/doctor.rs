@@ -90,6 +90,8 @@ pub enum Kind {
     UnregisteredEnvFile,
     LeftoverTempFile,
     PartialRescue,
+    InterruptedDataOperation,
+    LeftoverSnapshot,
 }
 
 impl std::fmt::Display for Kind {
@@ -219,6 +221,31 @@ pub fn examine(config: &Config, inputs: &Inputs) -> Vec<Finding> {
         }
     }
 
+    for i in crate::snapshot::all_interrupted(config) {
+        if i.running {
+            continue;
+        }
+        out.push(Finding {
+            kind: Kind::InterruptedDataOperation,
+            subject: i.instance.clone(),
+            message: i.message(),
+            fix: Fix::Command(i.command.clone()),
+        });
+    }
+    for dir in crate::snapshot::leftover_temp_dirs(config) {
+        out.push(Finding {
+            kind: Kind::LeftoverSnapshot,
+            subject: dir.display().to_string(),
+            message: format!(
+                "`{}` is what a killed `snapshot create` left (never listed as a snapshot)",
+                dir.display()
+            ),
+            fix: Fix::Command(format!(
+                "rm -rf {}",
+                crate::process::shell_quote(&dir.display().to_string())
+            )),
+        });
+    }
     // Registered instances.
     let entries: Vec<(&Entry, bool)> = registry
         .instances

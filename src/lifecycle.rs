@@ -621,8 +621,24 @@ fn check_ports_not_shared(config: &Config, target: &Target, ports: &[SlotPort]) 
 /// instance's data: ktrdr's "database auth failures on slot reuse"). Docker
 /// unreachable: none known (compose will say so).
 fn stale_volumes(target: &Target) -> Vec<String> {
+    let adopted = adopted_volumes(&target.ctx.config, target.id());
     crate::docker::project_resources(target.id())
-        .map(|res| res.foreign(&target.inst.root, &target.inst.entry.created_at))
+        .map(|res| {
+            res.foreign_except(
+                &target.inst.root,
+                &target.inst.entry.created_at,
+                &adopted,
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The volumes `id` adopted from an earlier instance (`local-prod create` after
+/// `local-prod destroy --keep-volumes`).
+pub fn adopted_volumes(config: &Config, id: &str) -> Vec<String> {
+    crate::registry::load_with_state(&config.registry_paths())
+        .ok()
+        .and_then(|(_, st)| Some(st.instance(id)?.adopted_volumes.clone()))
         .unwrap_or_default()
 }
 

@@ -205,6 +205,8 @@ pub struct Plan {
     pub name: Option<String>,
     /// The user named the branch (`--branch`): kinfra never deletes it.
     pub branch_named: bool,
+    /// Volumes an earlier local-prod left with `destroy --keep-volumes`, taken over.
+    pub adopt_volumes: Vec<String>,
 }
 
 /// `kinfra sandbox create NAME [--branch B] [--slot N]`.
@@ -271,6 +273,7 @@ pub fn plan_sandbox_create(
         stack,
         name: Some(name.to_string()),
         branch_named: branch_flag_given,
+        adopt_volumes: Vec::new(),
     })
 }
 
@@ -313,6 +316,7 @@ pub fn plan_sandbox_init(ctx: &Ctx, name: Option<&str>, slot: Option<i64>) -> Re
         stack,
         name: name.map(str::to_string),
         branch_named: false,
+        adopt_volumes: Vec::new(),
     })
 }
 
@@ -344,9 +348,6 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
         Some(b) => b.to_string(),
         None => git::default_branch(&main)?.ok_or(ProvisionError::NoDefaultBranch)?,
     };
-    if !resume {
-        check_no_leftovers(&id)?;
-    }
     let stack = if resume {
         stack_on_disk(config, &path, Kind::LocalProd)?
     } else {
@@ -354,6 +355,11 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
             Some(c) => stack_at_commit(config, &main, &c, Kind::LocalProd)?,
             None => None,
         }
+    };
+    let adopt_volumes = if resume {
+        Vec::new()
+    } else {
+        kept_volumes(&id, stack.as_ref())?
     };
     Ok(Plan {
         kind: Kind::LocalProd,
@@ -373,6 +379,7 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
         stack,
         name: None,
         branch_named: false,
+        adopt_volumes,
     })
 }
 
@@ -413,6 +420,7 @@ pub fn plan_local_prod_init(ctx: &Ctx) -> Result<Plan> {
         stack,
         name: None,
         branch_named: false,
+        adopt_volumes: Vec::new(),
     })
 }
 
@@ -430,6 +438,12 @@ impl Plan {
             self.id,
             self.path.display()
         )];
+        if !self.adopt_volumes.is_empty() {
+            lines.push(format!(
+                "  adopt the volumes an earlier local-prod kept (`destroy --keep-volumes`): {}",
+                self.adopt_volumes.join(", ")
+            ));
+        }
         if self.resume {
             lines.push("  resume an interrupted run: adopt what it left".into());
         }
@@ -629,6 +643,7 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
                 },
                 last_touched: Some(timefmt::now_iso()),
                 ports: auto.iter().cloned().collect(),
+                adopted_volumes: plan.adopt_volumes.clone(),
                 ..Default::default()
             };
             Ok(Created {
@@ -646,6 +661,12 @@ pub fn execute(config: &Config, plan: &Plan, reporter: &dyn Reporter) -> Result<
         undo(made, reporter);
     }
     let created = result?.value;
+    if !plan.adopt_volumes.is_empty() {
+        reporter.note(&format!(
+            "adopted the volumes an earlier local-prod kept: {}",
+            plan.adopt_volumes.join(", ")
+        ));
+    }
     record_project(config, plan, reporter);
     Ok(created)
 }
@@ -1015,6 +1036,30 @@ fn commit_of(repo: &Path, refname: &str) -> Result<Option<String>> {
 
 /// Refuse when Docker still holds containers or volumes of `project` (a new instance
 /// must not inherit an old one's database volume), and when Docker cannot be asked.
+/// What an earlier local-prod destroyed with `--keep-volumes` left: only volumes, each
+/// one of the compose file's own (`<id>_<key>`, found by compose's project label).
+/// Anything else is refused like any leftover.
+fn kept_volumes(id: &str, stack: Option<&Stack>) -> Result<Vec<String>, ProvisionError> {
+    let own: Vec<String> = stack
+        .map(|st| {
+            st.model
+                .project_volumes(id)
+                .into_iter()
+                .map(|v| v.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Ok(res) = docker::project_resources(id)
+        && res.containers.is_empty()
+        && !res.volumes.is_empty()
+        && res.volumes.iter().all(|v| own.contains(v))
+    {
+        return Ok(res.volumes);
+    }
+    check_no_leftovers(id)?;
+    Ok(Vec::new())
+}
+
 pub fn check_no_leftovers(project: &str) -> Result<(), ProvisionError> {
     match docker::project_resources(project) {
         Ok(res) if res.containers.is_empty() && res.volumes.is_empty() => Ok(()),

@@ -89,6 +89,10 @@ pub struct InstanceState {
     /// A data operation that started and has not finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<Operation>,
+    /// Volumes an earlier instance kept (`local-prod destroy --keep-volumes`) that this
+    /// one took over: its own data, although older than it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted_volumes: Vec<String>,
     /// When the instance was last seen idle.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_since: Option<String>,

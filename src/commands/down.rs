@@ -34,6 +34,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
     let sel = super::selector(&args.instance, args.name.as_deref())?;
     let target = lifecycle::resolve(ctx, kind, &sel)?;
+    super::snapshot::warn_interrupted(&target);
     let ctx = &target.ctx;
     if args.dry_run {
         super::print_lines(&[

@@ -16,7 +16,8 @@ use crate::registry::{Entry, canonical};
   kinfra sandbox destroy my-feature --rescue  # save uncommitted work as a rescue, then destroy
   kinfra sandbox destroy --all --yes
   kinfra sandbox destroy my-feature --yes --delete-branch   # its branch too, if merged
-  kinfra sandbox destroy my-feature --yes --no-hooks        # without the pre_destroy hooks")]
+  kinfra sandbox destroy my-feature --yes --no-hooks        # without the pre_destroy hooks
+  kinfra sandbox destroy my-feature --yes --snapshot        # snapshot its volumes first")]
 pub struct Args {
     /// Sandbox to destroy, by instance id or name (default: the one you are in).
     /// Taken from the registry, never from the directory name.
@@ -46,6 +47,9 @@ pub struct Args {
     pub delete_branch: bool,
     #[command(flatten)]
     pub hooks: super::hooks::NoHooks,
+    /// Snapshot the sandbox's volumes first (`kinfra snapshot restore` puts them back).
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
@@ -94,17 +98,22 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     }
     let mut plans = Vec::new();
     for entry in &targets {
-        plans.push(destroy::plan(
-            &ctx.config,
-            entry,
-            Kind::Sandbox,
-            args.keep_worktree,
-        )?);
+        let mut plan = destroy::plan(&ctx.config, entry, Kind::Sandbox, args.keep_worktree)?;
+        if args.snapshot
+            && plan
+                .docker
+                .as_ref()
+                .is_ok_and(|res| !res.volumes.is_empty())
+        {
+            plan.snapshot = Some(crate::snapshot::default_name(&entry.instance_id));
+        }
+        plans.push(plan);
     }
     let opts = Options {
         rescue: args.rescue || args.force,
         force: args.force,
         delete_branch: args.delete_branch,
+        keep_volumes: false,
     };
     let refusals: Vec<DestroyError> = if opts.rescue {
         Vec::new()
@@ -142,9 +151,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     let mut left_cwd = None;
     for plan in &plans {
         // A failing pre_destroy hook stops this instance's destroy before it changes
-        // anything.
-        let destroyed = super::hooks::pre_destroy(ctx, plan, args.hooks, &reporter)
-            .and_then(|()| destroy::execute(&ctx.config, plan, opts, &reporter));
+        // anything; then the snapshot (`--snapshot`), unless destroy will refuse anyway.
+        let destroyed = super::hooks::pre_destroy(ctx, plan, args.hooks, &reporter).and_then(|()| {
+            let refused = plan
+                .foreign_refusal()
+                .or_else(|| plan.dirty_refusal().filter(|_| !opts.rescue));
+            match refused {
+                Some(_) => destroy::execute(&ctx.config, plan, opts, &reporter),
+                None => super::snapshot::before_destroy(ctx, plan)
+                    .and_then(|_| destroy::execute(&ctx.config, plan, opts, &reporter)),
+            }
+        });
         match destroyed {
             Ok(outcome) => {
                 output::done(&format!("destroyed sandbox `{}`", plan.entry.instance_id));

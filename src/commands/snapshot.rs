@@ -103,7 +103,12 @@ pub fn resolve(ctx: &Ctx, instance: Option<&str>) -> Result<Target> {
 
 /// Say so when a restore or copy into this instance did not finish.
 pub fn warn_interrupted(target: &Target) {
-    if let Some(i) = snapshot::interrupted(&target.ctx.config, target.id()) {
+    warn_interrupted_at(&target.ctx.config, target.id());
+}
+
+/// [`warn_interrupted`] by configuration and instance id.
+pub fn warn_interrupted_at(config: &crate::config::Config, id: &str) {
+    if let Some(i) = snapshot::interrupted(config, id) {
         output::warn(&i.message());
         if !i.running {
             output::hint(&format!("run `{}` to finish it", i.command));
@@ -251,4 +256,43 @@ fn rm(ctx: &Ctx, args: &RmArgs) -> Result<u8> {
     snapshot::remove(&ctx.config, &args.name)?;
     output::done(&format!("deleted snapshot `{}`", args.name));
     Ok(0)
+}
+
+/// `destroy` that keeps data: take the snapshot `plan.snapshot` names (when the
+/// instance has volumes) before anything is stopped or removed.
+pub fn before_destroy(ctx: &Ctx, plan: &crate::destroy::Plan) -> Result<Option<String>> {
+    let Some(name) = &plan.snapshot else {
+        return Ok(None);
+    };
+    let which = match plan.kind {
+        Kind::LocalProd => "local-prod",
+        Kind::Sandbox => plan.entry.instance_id.as_str(),
+    };
+    let target = resolve(ctx, Some(which))?;
+    let set = snapshot::data_set_of(&target)?;
+    if set.volumes.is_empty() {
+        output::note(&format!(
+            "`{}` has no named volumes to snapshot",
+            target.id()
+        ));
+        return Ok(None);
+    }
+    let term = output::Term::new();
+    let config = &target.ctx.config;
+    let _lock = target.lock(config, "snapshot before destroy", &term)?;
+    let stored = snapshot::create(
+        config,
+        &target,
+        &set,
+        target.inst.kind.label(),
+        name,
+        false,
+        &term,
+    )?;
+    output::done(&format!(
+        "snapshot `{name}` of `{}` taken first ({}); `kinfra snapshot restore {name}` puts it back",
+        target.id(),
+        snapshot::human_size(stored.manifest.total_size())
+    ));
+    Ok(Some(name.clone()))
 }

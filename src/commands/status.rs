@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, args: &Args, kind: Kind) -> Result<u8> {
     let sel = super::selector(&args.instance, args.name.as_deref())?;
     let found = instance::select(ctx, &sel, Some(kind))?;
     let (ctx, inst) = (&found.ctx, &found.inst);
+    super::snapshot::warn_interrupted_at(&ctx.config, inst.id());
     let report = inspect::status(&ctx.config, inst)?;
     if let Some(e) = &report.docker_error {
         output::warn(&format!("cannot read container state: {e}"));

@@ -74,6 +74,7 @@ pub fn up(
     hooks: super::hooks::NoHooks,
 ) -> Result<u8> {
     let mut target = lifecycle::resolve(ctx, kind, sel)?;
+    super::snapshot::warn_interrupted(&target);
     let ctx = &target.ctx.clone();
     let reporter = output::Term::new();
     let _lock = (!dry_run)

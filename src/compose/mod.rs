@@ -118,10 +118,18 @@ impl Project {
 
     /// `down --volumes --remove-orphans`, output captured.
     pub fn down_volumes(&self) -> Result<(), ComposeError> {
+        self.down(true)
+    }
+
+    /// `down --remove-orphans`, with `--volumes` when `volumes`; output captured.
+    pub fn down(&self, volumes: bool) -> Result<(), ComposeError> {
         let flavor = detect()?;
-        self.command(flavor, &["down", "--volumes", "--remove-orphans"])
-            .run()
-            .map_err(DockerError::from)?;
+        let args: &[&str] = if volumes {
+            &["down", "--volumes", "--remove-orphans"]
+        } else {
+            &["down", "--remove-orphans"]
+        };
+        self.command(flavor, args).run().map_err(DockerError::from)?;
         Ok(())
     }
 }
