@@ -623,13 +623,7 @@ fn check_ports_not_shared(config: &Config, target: &Target, ports: &[SlotPort]) 
 fn stale_volumes(target: &Target) -> Vec<String> {
     let adopted = adopted_volumes(&target.ctx.config, target.id());
     crate::docker::project_resources(target.id())
-        .map(|res| {
-            res.foreign_except(
-                &target.inst.root,
-                &target.inst.entry.created_at,
-                &adopted,
-            )
-        })
+        .map(|res| res.foreign_except(&target.inst.root, &target.inst.entry.created_at, &adopted))
         .unwrap_or_default()
 }
 

@@ -356,11 +356,9 @@ pub fn plan_local_prod_create(ctx: &Ctx, branch: Option<&str>) -> Result<Plan> {
             None => None,
         }
     };
-    let adopt_volumes = if resume {
-        Vec::new()
-    } else {
-        kept_volumes(&id, stack.as_ref())?
-    };
+    // Resuming (the clone is there: destroy keeps it) refuses no leftovers, but still
+    // adopts kept volumes.
+    let adopt_volumes = kept_volumes(&id, stack.as_ref(), !resume)?;
     Ok(Plan {
         kind: Kind::LocalProd,
         id,
@@ -1038,8 +1036,12 @@ fn commit_of(repo: &Path, refname: &str) -> Result<Option<String>> {
 /// must not inherit an old one's database volume), and when Docker cannot be asked.
 /// What an earlier local-prod destroyed with `--keep-volumes` left: only volumes, each
 /// one of the compose file's own (`<id>_<key>`, found by compose's project label).
-/// Anything else is refused like any leftover.
-fn kept_volumes(id: &str, stack: Option<&Stack>) -> Result<Vec<String>, ProvisionError> {
+/// Anything else is refused like any leftover when `refuse_others`.
+fn kept_volumes(
+    id: &str,
+    stack: Option<&Stack>,
+    refuse_others: bool,
+) -> Result<Vec<String>, ProvisionError> {
     let own: Vec<String> = stack
         .map(|st| {
             st.model
@@ -1056,7 +1058,9 @@ fn kept_volumes(id: &str, stack: Option<&Stack>) -> Result<Vec<String>, Provisio
     {
         return Ok(res.volumes);
     }
-    check_no_leftovers(id)?;
+    if refuse_others {
+        check_no_leftovers(id)?;
+    }
     Ok(Vec::new())
 }
 

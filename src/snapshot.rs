@@ -76,10 +76,7 @@ pub enum SnapshotError {
     #[error("emptying volume `{volume}` failed (the helper exited with {code})")]
     Empty { volume: String, code: i64 },
     #[error("copying volume `{volume}` failed: {source}")]
-    Copy {
-        volume: String,
-        source: EngineError,
-    },
+    Copy { volume: String, source: EngineError },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -351,7 +348,10 @@ pub fn load(config: &Config, name: &str) -> Result<Stored, SnapshotError> {
     if manifest.schema_version != SCHEMA_VERSION {
         return Err(SnapshotError::BadManifest {
             name: name.to_string(),
-            reason: format!("schema_version {} is not {SCHEMA_VERSION}", manifest.schema_version),
+            reason: format!(
+                "schema_version {} is not {SCHEMA_VERSION}",
+                manifest.schema_version
+            ),
         });
     }
     for v in &manifest.volumes {
@@ -577,11 +577,7 @@ pub fn volume_sizes(names: &[String]) -> BTreeMap<String, u64> {
     let engine = engine.with_read_timeout(Duration::from_secs(60));
     engine
         .volume_sizes()
-        .map(|all| {
-            all.into_iter()
-                .filter(|(n, _)| names.contains(n))
-                .collect()
-        })
+        .map(|all| all.into_iter().filter(|(n, _)| names.contains(n)).collect())
         .unwrap_or_default()
 }
 
@@ -605,7 +601,10 @@ pub fn human_size(bytes: u64) -> String {
 /// kinfra made like compose's own.
 pub fn compose_labels(project: &str, key: &str) -> Labels {
     Labels::from([
-        (crate::docker::PROJECT_LABEL.to_string(), project.to_string()),
+        (
+            crate::docker::PROJECT_LABEL.to_string(),
+            project.to_string(),
+        ),
         (VOLUME_LABEL.to_string(), key.to_string()),
     ])
 }
@@ -816,9 +815,7 @@ fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
 /// An I/O error that is ENOSPC as [`SnapshotError::NoSpace`].
 fn no_space(e: SnapshotError, root: &Path) -> SnapshotError {
     match &e {
-        SnapshotError::Io { source, .. }
-            if source.kind() == std::io::ErrorKind::StorageFull =>
-        {
+        SnapshotError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
             SnapshotError::NoSpace {
                 dir: root.to_owned(),
                 need: 0,
@@ -857,7 +854,11 @@ fn write_archives(
         std::io::copy(&mut archive, &mut tee)
             .map_err(io("write", &path))
             .map_err(|e| no_space(e, &root))?;
-        let Tee { inner, hasher, bytes } = tee;
+        let Tee {
+            inner,
+            hasher,
+            bytes,
+        } = tee;
         let file = inner
             .into_inner()
             .map_err(|e| io("write", &path)(e.into_error()))
@@ -960,7 +961,10 @@ pub fn check_source(source: &DataSet, target_keys: &[String]) -> Result<(), Snap
         });
     }
     let engine = engine()?;
-    if let Some(volume) = missing_volumes(&engine, &source.volumes)?.into_iter().next() {
+    if let Some(volume) = missing_volumes(&engine, &source.volumes)?
+        .into_iter()
+        .next()
+    {
         return Err(SnapshotError::VolumeMissing {
             id: source.project.clone(),
             volume,
@@ -1011,14 +1015,14 @@ pub fn copy_between(
             let Some(from) = source.name_of(&vol.key) else {
                 continue;
             };
-            let helper =
-                Helper::create(&engine, &source.project, &source.images, from, "exit 0")?;
-            let archive = engine
-                .archive_get(&helper.id, MOUNT)
-                .map_err(|source| SnapshotError::Copy {
-                    volume: from.to_string(),
-                    source,
-                })?;
+            let helper = Helper::create(&engine, &source.project, &source.images, from, "exit 0")?;
+            let archive =
+                engine
+                    .archive_get(&helper.id, MOUNT)
+                    .map_err(|source| SnapshotError::Copy {
+                        volume: from.to_string(),
+                        source,
+                    })?;
             let exists = !missing.contains(&vol.name);
             let bytes = fill_volume(&engine, target, vol, exists, archive)?;
             reporter.note(&format!(
@@ -1114,8 +1118,7 @@ pub fn interrupted(config: &Config, id: &str) -> Option<Interrupted> {
 
 /// Every unfinished data operation recorded in the state.
 pub fn all_interrupted(config: &Config) -> Vec<Interrupted> {
-    let Ok((registry, state)) = crate::registry::load_with_state(&config.registry_paths())
-    else {
+    let Ok((registry, state)) = crate::registry::load_with_state(&config.registry_paths()) else {
         return Vec::new();
     };
     registry

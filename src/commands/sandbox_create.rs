@@ -95,7 +95,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     if args.dry_run {
         let mut lines = plan.describe(&ctx.config);
         if let Some(src) = &source {
-            lines.push(format!("  start its volumes as copies of {}", src.describe()));
+            lines.push(format!(
+                "  start its volumes as copies of {}",
+                src.describe()
+            ));
         }
         if args.mcp {
             lines.push(format!(
@@ -224,7 +227,10 @@ fn resolve_source(ctx: &Ctx, args: &Args, plan: &provision::Plan, from: &str) ->
         snapshot::verify(&stored)?;
         return Ok(Source::Snapshot(stored));
     }
-    if from == args.name || from == plan.id || crate::slug::slugify(from) == crate::slug::slugify(&args.name) {
+    if from == args.name
+        || from == plan.id
+        || crate::slug::slugify(from) == crate::slug::slugify(&args.name)
+    {
         return Err(SnapshotError::SelfSource(from.to_string()).into());
     }
     let target = super::snapshot::resolve(ctx, Some(from))?;

@@ -152,16 +152,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
     for plan in &plans {
         // A failing pre_destroy hook stops this instance's destroy before it changes
         // anything; then the snapshot (`--snapshot`), unless destroy will refuse anyway.
-        let destroyed = super::hooks::pre_destroy(ctx, plan, args.hooks, &reporter).and_then(|()| {
-            let refused = plan
-                .foreign_refusal()
-                .or_else(|| plan.dirty_refusal().filter(|_| !opts.rescue));
-            match refused {
-                Some(_) => destroy::execute(&ctx.config, plan, opts, &reporter),
-                None => super::snapshot::before_destroy(ctx, plan)
-                    .and_then(|_| destroy::execute(&ctx.config, plan, opts, &reporter)),
-            }
-        });
+        let destroyed =
+            super::hooks::pre_destroy(ctx, plan, args.hooks, &reporter).and_then(|()| {
+                let refused = plan
+                    .foreign_refusal()
+                    .or_else(|| plan.dirty_refusal().filter(|_| !opts.rescue));
+                match refused {
+                    Some(_) => destroy::execute(&ctx.config, plan, opts, &reporter),
+                    None => super::snapshot::before_destroy(ctx, plan)
+                        .and_then(|_| destroy::execute(&ctx.config, plan, opts, &reporter)),
+                }
+            });
         match destroyed {
             Ok(outcome) => {
                 output::done(&format!("destroyed sandbox `{}`", plan.entry.instance_id));

@@ -129,7 +129,9 @@ impl Project {
         } else {
             &["down", "--remove-orphans"]
         };
-        self.command(flavor, args).run().map_err(DockerError::from)?;
+        self.command(flavor, args)
+            .run()
+            .map_err(DockerError::from)?;
         Ok(())
     }
 }

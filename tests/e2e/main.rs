@@ -19,6 +19,7 @@ mod registry_v2;
 mod safety;
 mod schemas;
 mod screens;
+mod snapshot;
 mod stack;
 mod stress;
 mod top;

@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 use crate::common::exit;
 use crate::common::{Env, Run};
 
-const IMAGE: &str = "kinfra-test/busybox:latest";
+pub(crate) const IMAGE: &str = "kinfra-test/busybox:latest";
 const LABEL: &str = "com.docker.compose.project";
 /// Slot n publishes 47100 + 10n .. +3 (API, DB, WORKER_1, WORKER_2); slot 0 is local-prod.
 const PORT_BASE: u16 = 47100;
 
 // Slots used below. 1..3 are left free for manual sessions on a developer machine.
-const SLOT_PAIR_A: u32 = 4;
-const SLOT_PAIR_B: u32 = 5;
+pub(crate) const SLOT_PAIR_A: u32 = 4;
+pub(crate) const SLOT_PAIR_B: u32 = 5;
 const SLOT_GATE: u32 = 6;
 const SLOT_CONFLICT: u32 = 7;
 pub(crate) const SLOT_LOCAL_PROD_NEIGHBOUR: u32 = 8;
@@ -46,7 +46,7 @@ static SLOT_LOCKS: [Mutex<()>; 11] = [const { Mutex::new(()) }; 11];
 // Docker helpers
 // ---------------------------------------------------------------------------------
 
-fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
@@ -55,7 +55,7 @@ fn docker(args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(
         out.status.success(),
@@ -67,7 +67,7 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 /// Fail (never skip) with a clear message when Docker, Compose or the image is missing.
-fn require_docker() {
+pub(crate) fn require_docker() {
     let version = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output();
@@ -101,13 +101,13 @@ fn require_docker() {
 
 /// A container of a compose project, as `docker ps -a` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Ctr {
-    id: String,
-    service: String,
-    state: String,
+pub(crate) struct Ctr {
+    pub(crate) id: String,
+    pub(crate) service: String,
+    pub(crate) state: String,
 }
 
-fn containers(project: &str) -> Vec<Ctr> {
+pub(crate) fn containers(project: &str) -> Vec<Ctr> {
     let filter = format!("label={LABEL}={project}");
     let out = docker_ok(&[
         "ps",
@@ -134,7 +134,7 @@ fn containers(project: &str) -> Vec<Ctr> {
     list
 }
 
-fn running(project: &str) -> Vec<Ctr> {
+pub(crate) fn running(project: &str) -> Vec<Ctr> {
     containers(project)
         .into_iter()
         .filter(|c| c.state == "running")
@@ -143,7 +143,7 @@ fn running(project: &str) -> Vec<Ctr> {
 
 /// The one container of `service` in `project`.
 #[track_caller]
-fn container_of(project: &str, service: &str) -> Ctr {
+pub(crate) fn container_of(project: &str, service: &str) -> Ctr {
     let all = containers(project);
     let mine: Vec<&Ctr> = all.iter().filter(|c| c.service == service).collect();
     assert_eq!(
@@ -164,7 +164,7 @@ fn labelled(kind: &str, project: &str) -> Vec<String> {
         .collect()
 }
 
-fn volumes(project: &str) -> Vec<String> {
+pub(crate) fn volumes(project: &str) -> Vec<String> {
     labelled("volume", project)
 }
 
@@ -173,7 +173,7 @@ fn networks(project: &str) -> Vec<String> {
 }
 
 /// Remove everything labelled with `project` (the fallback after `destroy`).
-fn purge(project: &str) {
+pub(crate) fn purge(project: &str) {
     let filter = format!("label={LABEL}={project}");
     let ids = |args: &[&str]| -> Vec<String> {
         String::from_utf8_lossy(&docker(args).stdout)
@@ -265,14 +265,14 @@ pub(crate) struct Stack {
     pub(crate) env: Env,
     /// `<dev>/hello`, the main repository of the example stack.
     pub(crate) main: PathBuf,
-    tag: String,
-    sandboxes: Vec<String>,
+    pub(crate) tag: String,
+    pub(crate) sandboxes: Vec<String>,
     /// local-prod's instance id (its directory stays `<dev>/hello-prod`).
-    local_prod_id: String,
+    pub(crate) local_prod_id: String,
     /// Set once this test may have made local-prod (it checked nothing else had).
-    local_prod: bool,
-    started: Instant,
-    _locks: Vec<MutexGuard<'static, ()>>,
+    pub(crate) local_prod: bool,
+    pub(crate) started: Instant,
+    pub(crate) _locks: Vec<MutexGuard<'static, ()>>,
 }
 
 impl Stack {
@@ -313,7 +313,7 @@ impl Stack {
         self.env.kinfra(cwd, args)
     }
 
-    fn kinfra_with(&self, cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    pub(crate) fn kinfra_with(&self, cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut cmd = self.cmd(cwd, args);
         for (k, v) in vars {
             cmd.env(k, v);
@@ -359,7 +359,7 @@ impl Stack {
     /// Check before making local-prod that nothing of a foreign one exists (its
     /// leftovers would block `local-prod create`; they are not ours to remove), then
     /// arm the cleanup for it.
-    fn claim_local_prod(&mut self) {
+    pub(crate) fn claim_local_prod(&mut self) {
         let id = &self.local_prod_id;
         let res = (containers(id), volumes(id), networks(id));
         assert!(
@@ -380,7 +380,7 @@ impl Stack {
         serde_json::from_str(&text).expect("registry parses")
     }
 
-    fn json(&self, cwd: &Path, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, cwd: &Path, args: &[&str]) -> serde_json::Value {
         let run = self.kinfra(cwd, args);
         run.assert_code(0);
         serde_json::from_str(&run.stdout)
@@ -411,7 +411,10 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if self.local_prod {
-            let _ = self.kinfra(&self.main, &["local-prod", "destroy", "--force"]);
+            let _ = self.kinfra(
+                &self.main,
+                &["local-prod", "destroy", "--force", "--no-snapshot"],
+            );
             purge(&self.local_prod_id);
         }
         for id in &self.sandboxes {
