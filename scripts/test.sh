@@ -7,7 +7,7 @@
 #       `hosts::`;
 #   hosts  `hosts::` against the test hosts of scripts/hosts.sh (`scripts/hosts.sh up`
 #       first; .ci/run does);
-#   v2  the Docker end-to-end modules (`stack::`, `compose_stack::`, and the MCP
+#   v2  the Docker end-to-end modules (`stack::`, `compose_stack::`, `snapshot::`, and the MCP
 #       session on a running stack) again with Compose v2 (`KINFRA_COMPOSE=v2`, the
 #       `docker compose` plugin installed under target/docker-config by
 #       scripts/install-compose-v2.sh).
@@ -62,8 +62,8 @@ if scripts/install-compose-v2.sh; then
     export KINFRA_COMPOSE=v2
     echo "== lane v2 uses Compose v2: $(docker compose version 2>&1 | head -n 1) (KINFRA_COMPOSE=v2, DOCKER_CONFIG=$DOCKER_CONFIG)"
     # `stack::` also matches `compose_stack::`; both are named for the reader.
-    lane "v2: stack, compose_stack and mcp on a stack" \
-        cargo test --test e2e --no-fail-fast -- stack:: compose_stack:: \
+    lane "v2: stack, compose_stack, snapshot and mcp on a stack" \
+        cargo test --test e2e --no-fail-fast -- stack:: compose_stack:: snapshot:: \
         mcp::the_tools_drive_a_running_stack "$@"
 else
     echo "== lane v2: FAILED: Compose v2 could not be installed"
