@@ -36,6 +36,9 @@ pub struct CreateArgs {
     /// Copy while the services run (no stop; the copy may be inconsistent).
     #[arg(long)]
     pub live: bool,
+    /// Print what would be copied and stopped, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,10 +73,14 @@ pub struct RestoreArgs {
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  kinfra snapshot rm before-migration --yes")]
+  kinfra snapshot rm before-migration --yes
+  kinfra snapshot rm before-migration --dry-run")]
 pub struct RmArgs {
     /// The snapshot to delete.
     pub name: String,
+    /// Print what would be deleted, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Skip the prompt only.
     #[arg(short, long)]
     pub yes: bool,
@@ -126,9 +133,27 @@ fn create(ctx: &Ctx, args: &CreateArgs) -> Result<u8> {
         .name
         .clone()
         .unwrap_or_else(|| snapshot::default_name(target.id()));
+    let mut lines = vec![format!(
+        "snapshot `{}` into `{}`:",
+        target.id(),
+        snapshot::snapshots_dir(&target.ctx.config)
+            .join(&name)
+            .display()
+    )];
+    lines.extend(snapshot::describe_set(&set));
+    if !args.live && !set.services.is_empty() {
+        lines.push(format!(
+            "  stop {} for the copy (those running), start them again",
+            set.services.join(", ")
+        ));
+    }
+    if args.dry_run {
+        super::print_lines(&lines);
+        return Ok(0);
+    }
     let term = output::Term::new();
-    for line in snapshot::describe_set(&set) {
-        output::note(&line);
+    for line in &lines {
+        output::note(line);
     }
     let config = &target.ctx.config;
     let _lock = target.lock(config, "snapshot create", &term)?;
@@ -245,6 +270,10 @@ fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<u8> {
 
 fn rm(ctx: &Ctx, args: &RmArgs) -> Result<u8> {
     let stored = snapshot::load(&ctx.config, &args.name)?;
+    if args.dry_run {
+        super::print_lines(&[format!("delete `{}`", stored.dir.display())]);
+        return Ok(0);
+    }
     super::sandbox_destroy::confirm(
         args.yes,
         &format!(

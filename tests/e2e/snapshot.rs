@@ -60,14 +60,17 @@ fn snapshot_dir(st: &Stack, name: &str) -> PathBuf {
 fn create_with(
     st: &mut Stack,
     name: &str,
-    slot: u32,
+    slot: Option<u32>,
     extra: &[&str],
 ) -> (String, crate::common::Run) {
     let name = format!("{}-{name}", st.tag);
     let id = format!("hello--{name}");
     st.sandboxes.push(id.clone());
-    let slot = slot.to_string();
-    let mut args = vec!["sandbox", "create", name.as_str(), "--slot", slot.as_str()];
+    let slot = slot.map(|s| s.to_string());
+    let mut args = vec!["sandbox", "create", name.as_str()];
+    if let Some(slot) = &slot {
+        args.extend(["--slot", slot.as_str()]);
+    }
     args.extend_from_slice(extra);
     let main = st.main.clone();
     (id, st.kinfra(&main, &args))
@@ -99,7 +102,7 @@ fn data_from_local_prod_is_a_byte_for_byte_copy_and_local_prod_is_unchanged() {
 
     // Bad input first: nothing is created.
     let own = format!("{}-copy", st.tag);
-    let (id, run) = create_with(&mut st, "copy", SLOT_PAIR_A, &["--data-from", &own]);
+    let (id, run) = create_with(&mut st, "copy", Some(SLOT_PAIR_A), &["--data-from", &own]);
     run.assert_code(exit::USAGE)
         .assert_stderr_contains("from itself");
     assert!(
@@ -109,7 +112,7 @@ fn data_from_local_prod_is_a_byte_for_byte_copy_and_local_prod_is_unchanged() {
     let (_, run) = create_with(
         &mut st,
         "copy",
-        SLOT_PAIR_A,
+        Some(SLOT_PAIR_A),
         &["--data-from", "no-such-instance"],
     );
     run.assert_code(exit::NOT_FOUND);
@@ -117,12 +120,17 @@ fn data_from_local_prod_is_a_byte_for_byte_copy_and_local_prod_is_unchanged() {
     let (_, run) = create_with(
         &mut st,
         "copy",
-        SLOT_PAIR_A,
+        Some(SLOT_PAIR_A),
         &["--data-from", "snapshot:nope"],
     );
     run.assert_code(exit::NOT_FOUND);
 
-    let (id, run) = create_with(&mut st, "copy", SLOT_PAIR_A, &["--data-from", "local-prod"]);
+    let (id, run) = create_with(
+        &mut st,
+        "copy",
+        Some(SLOT_PAIR_A),
+        &["--data-from", "local-prod"],
+    );
     run.assert_code(0);
     assert_eq!(
         listing(&data_volume(&id)),
@@ -221,6 +229,11 @@ fn snapshot_and_restore_round_trip_and_refusals() {
         "restore did not bring v1 back"
     );
     assert_eq!(container_of(&sb.id, "backend").state, "running");
+
+    // A new sandbox can start from the snapshot.
+    let (copy, run) = create_with(&mut st, "fromsnap", None, &["--data-from", "snapshot:v1"]);
+    run.assert_code(0);
+    assert_eq!(listing(&data_volume(&copy)), v1);
 
     // A snapshot of other volumes does not fit.
     let dir = snapshot_dir(&st, "v1");
