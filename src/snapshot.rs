@@ -35,6 +35,9 @@ pub const MOUNT: &str = "/kinfra-data";
 const MANIFEST: &str = "manifest.json";
 /// Label on every helper container (so a leftover one is recognisable).
 pub const HELPER_LABEL: &str = "kinfra.data-helper";
+/// Label on every helper container: the pid of the kinfra that made it (a helper of a
+/// process that is gone, killed before it could remove it, is removed by the next one).
+pub const HELPER_PID_LABEL: &str = "kinfra.data-helper.pid";
 /// Compose's label naming a volume's key in its project.
 pub const VOLUME_LABEL: &str = "com.docker.compose.volume";
 
@@ -497,7 +500,8 @@ impl<'a> Helper<'a> {
                 .entrypoint(&["/bin/sh", "-c"])
                 .cmd(&[script])
                 .volume(volume, MOUNT)
-                .label(HELPER_LABEL, owner);
+                .label(HELPER_LABEL, owner)
+                .label(HELPER_PID_LABEL, &std::process::id().to_string());
             match engine.container_create(&spec) {
                 Ok(id) => return Ok(Helper { engine, id }),
                 Err(EngineError::ImageMissing(_)) => continue,
@@ -552,7 +556,26 @@ impl<R: Read> Read for Counted<R> {
 
 fn engine() -> Result<Engine, SnapshotError> {
     // Archives of large volumes take a while between chunks on a busy disk.
-    Ok(Engine::connect()?.with_read_timeout(Duration::from_secs(600)))
+    let engine = Engine::connect()?.with_read_timeout(Duration::from_secs(600));
+    remove_dead_helpers(&engine);
+    Ok(engine)
+}
+
+/// Remove the helper containers of kinfra processes that are gone (killed half-way).
+fn remove_dead_helpers(engine: &Engine) {
+    let filters = crate::engine::Filters::new().label(HELPER_PID_LABEL);
+    let Ok(helpers) = engine.containers(&filters, true) else {
+        return;
+    };
+    for h in helpers {
+        let pid = h
+            .labels
+            .get(HELPER_PID_LABEL)
+            .and_then(|p| p.parse::<i32>().ok());
+        if !pid_alive(pid) {
+            let _ = engine.container_remove(&h.id, true);
+        }
+    }
 }
 
 /// Which of `volumes` do not exist on the engine.

@@ -312,6 +312,18 @@ fn killed_snapshot_is_not_listed_and_killed_restore_is_reported() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["whole"]);
+    // The helper container the killed create left is gone too.
+    let helpers = docker_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=kinfra.data-helper={}", sb.id),
+    ]);
+    assert_eq!(
+        helpers.trim(),
+        "",
+        "a killed create's helper container is left"
+    );
     let v1 = listing(&data_volume(&sb.id));
 
     exec(&sb.id, "echo two > /data/f");
