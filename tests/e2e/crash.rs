@@ -4,7 +4,7 @@
 // over, and re-running the same command (or `doctor --fix` where it applies) finishes
 // the job. Each scenario runs in its own `Env`.
 //
-// Crash points covered (11): see `CRASH_POINTS`; `every_crash_point_in_src_is_covered`
+// Crash points covered (14): see `CRASH_POINTS`; `every_crash_point_in_src_is_covered`
 // checks the list against `crashpoint::hit` in src/ and prints the count.
 
 use std::collections::BTreeSet;
@@ -34,6 +34,11 @@ const CRASH_POINTS: &[&str] = &[
     // `write:<file>:before-rename` is one parameterised point (fsutil); the two files
     // above are the ones kinfra writes atomically.
     "write:<file>:before-rename",
+    // Driven with real containers by `snapshot.rs`
+    // (`killed_snapshot_is_not_listed_and_killed_restore_is_reported`).
+    "snapshot:after-volume",
+    "restore:after-volume",
+    "copy:after-volume",
 ];
 
 // ---------------------------------------------------------------- helpers

@@ -353,6 +353,29 @@ fn killed_snapshot_is_not_listed_and_killed_restore_is_reported() {
     );
     let status = st.kinfra(&sb.path, &["sandbox", "status"]);
     assert!(!status.stderr.contains("interrupted"), "{status:?}");
+
+    // A killed `--data-from` copy: the new sandbox's next command and doctor say so.
+    // (`--live`: the source is not stopped, so the kill leaves it running.)
+    let from = sb.id.clone();
+    let (copy, run) = create_with(&mut st, "half", None, &["--data-from", &from, "--live"]);
+    run.assert_code(0);
+    st.kinfra(&st.main, &["sandbox", "destroy", &copy, "--yes"])
+        .assert_code(0);
+    let name = format!("{}-half", st.tag);
+    let run = st.kinfra_with(
+        &st.main,
+        &["sandbox", "create", &name, "--data-from", &sb.id, "--live"],
+        &[("KINFRA_TEST_CRASH_AT", "copy:after-volume")],
+    );
+    assert_ne!(run.code, 0, "{run:?}");
+    st.kinfra(&st.main, &["sandbox", "status", &copy])
+        .assert_stderr_contains("interrupted")
+        .assert_stderr_contains(&format!("--data-from {}", sb.id));
+    let doctor = st.kinfra(&st.main, &["doctor", "--json"]);
+    assert!(
+        doctor.stdout.contains("interrupted-data-operation"),
+        "{doctor:?}"
+    );
 }
 
 /// `local-prod destroy` snapshots first (the plan lists the volume with its size); a new
