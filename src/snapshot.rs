@@ -1293,6 +1293,45 @@ volumes:
         ));
     }
 
+    /// Refuses on a machine without Docker too: nothing is asked of the engine first.
+    struct NoServices;
+    impl Services for NoServices {
+        fn running(&self, _: &[String]) -> Result<Vec<String>> {
+            panic!("nothing may be stopped")
+        }
+        fn stop(&self, _: &[String], _: &dyn Reporter) -> Result<()> {
+            panic!("nothing may be stopped")
+        }
+        fn start(&self, _: &[String], _: &dyn Reporter) -> Result<()> {
+            panic!("nothing may be started")
+        }
+    }
+
+    #[test]
+    fn an_instance_without_named_volumes_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::builtin();
+        config.state_dir = dir.path().to_owned();
+        let set = data_set(
+            &model("services:\n  web:\n    image: nginx\n"),
+            &[],
+            "p",
+            &[],
+        );
+        let err = create(
+            &config,
+            &NoServices,
+            &set,
+            "sandbox",
+            "s",
+            false,
+            &crate::report::Silent,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("no named volumes"), "{}", err.message);
+        assert!(!snapshots_dir(&config).exists());
+    }
+
     #[test]
     fn sizes_read_well() {
         assert_eq!(human_size(512), "512 B");

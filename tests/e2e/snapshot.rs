@@ -274,6 +274,22 @@ fn snapshot_and_restore_round_trip_and_refusals() {
         .assert_code(0);
     st.kinfra(&st.main, &["snapshot", "rm", "other", "--yes"])
         .assert_code(exit::NOT_FOUND);
+
+    // `sandbox destroy --snapshot` keeps the data as a snapshot first.
+    st.kinfra(
+        &st.main,
+        &["sandbox", "destroy", &sb.id, "--yes", "--snapshot"],
+    )
+    .assert_code(0);
+    assert_eq!(volumes(&sb.id), Vec::<String>::new());
+    let kept: Vec<serde_json::Value> = snapshots(&st)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["source_instance"] == sb.id.as_str() && s["name"] != "v1")
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
