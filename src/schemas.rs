@@ -64,6 +64,10 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             "hooks-list",
             schema::<commands::hooks::ListReport>("kinfra hooks list --json"),
         ),
+        (
+            "snapshot-list",
+            schema::<commands::snapshot::ListReport<'static>>("kinfra snapshot list --json"),
+        ),
     ]
 }
 

@@ -258,7 +258,7 @@ pub fn describe_set(set: &DataSet) -> Vec<String> {
 // ---------------------------------------------------------------------------------
 
 /// `manifest.json` of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Manifest {
     pub schema_version: u32,
     pub name: String,
@@ -272,7 +272,7 @@ pub struct Manifest {
 }
 
 /// One volume's archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ArchiveEntry {
     /// The compose volume name (key).
     pub key: String,

@@ -176,17 +176,17 @@ fn create(ctx: &Ctx, args: &CreateArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `snapshot list --json`.
-#[derive(Debug, serde::Serialize)]
-struct ListJson<'a> {
-    schema_version: u32,
-    snapshots: Vec<&'a snapshot::Manifest>,
+/// `snapshot list --json`: every complete snapshot's manifest, oldest first.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ListReport<'a> {
+    pub schema_version: u32,
+    pub snapshots: Vec<&'a snapshot::Manifest>,
 }
 
 fn list(ctx: &Ctx, args: &ListArgs) -> Result<u8> {
     let all = snapshot::list(&ctx.config)?;
     if args.json {
-        super::print_json(&ListJson {
+        super::print_json(&ListReport {
             schema_version: snapshot::SCHEMA_VERSION,
             snapshots: all.iter().map(|s| &s.manifest).collect(),
         });

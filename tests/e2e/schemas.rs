@@ -26,7 +26,7 @@ fn problems(name: &str, value: &serde_json::Value) -> Vec<String> {
 }
 
 #[track_caller]
-fn assert_valid(name: &str, stdout: &str) {
+pub(crate) fn assert_valid(name: &str, stdout: &str) {
     let value: serde_json::Value =
         serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
     let found = problems(name, &value);

@@ -46,6 +46,9 @@ fn data_volume(project: &str) -> String {
 }
 
 fn snapshots(st: &Stack) -> serde_json::Value {
+    let run = st.kinfra(&st.main, &["snapshot", "list", "--json"]);
+    run.assert_code(0);
+    crate::schemas::assert_valid("snapshot-list", &run.stdout);
     let list = st.json(&st.main, &["snapshot", "list", "--json"]);
     assert_eq!(list["schema_version"], 1, "{list}");
     list["snapshots"].clone()
