@@ -13,6 +13,8 @@
 #     (copied with `docker save | docker load`, never pulled);
 #   - its own sshd (Debian's openssh-server; host key, config and authorized_keys under
 #     target/hosts/NAME), which hands every session DOCKER_HOST for that engine.
+# The hosts' own files are under /var/lib/kinfra-test-hosts (visible to them), the
+# sockets and pid files under /run/kinfra-hosts.
 # Here: an ssh key and an ssh config (`Host h1`, `Host h2`) under target/hosts/, used by
 # kinfra through KINFRA_SSH_CONFIG.
 #
@@ -30,6 +32,11 @@ repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base="$repo_dir/target/hosts"
 # Sockets and exec roots want short paths (unix socket paths are limited to 108 bytes).
 run_base="/run/kinfra-hosts"
+# What a host itself reads (its engine's config and data, its HOME, its sshd's files)
+# must be visible inside its mount namespace, whose /tmp is empty: never under /tmp,
+# where a checkout of this repository may well be. `shared/` is for tests that need a
+# directory both sides see (an origin the hosts can clone).
+host_base="/var/lib/kinfra-test-hosts"
 
 die() {
     echo "error: $*" >&2
@@ -131,7 +138,7 @@ net_up() {
 }
 
 docker_up() {
-    local h="$1" dir="$base/$1" run="$run_base/$1" driver
+    local h="$1" dir="$host_base/$1" run="$run_base/$1" driver
     mkdir -p "$dir/docker" "$dir/home" "$run"
     if alive "$run/dockerd.pid"; then
         return 0
@@ -174,7 +181,7 @@ image_up() {
 
 # sshd NAME LISTEN PIDFILE: an sshd inside NAME's network and mount namespaces.
 start_sshd() {
-    local h="$1" listen="$2" pidfile="$3" dir="$base/$1" run="$run_base/$1"
+    local h="$1" listen="$2" pidfile="$3" dir="$host_base/$1" run="$run_base/$1"
     [[ -f "$dir/ssh_host_ed25519_key" ]] || ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh_host_ed25519_key"
     cp "$base/id_ed25519.pub" "$dir/authorized_keys"
     cat >"$dir/sshd_config" <<EOF
@@ -205,7 +212,7 @@ sshd_up() {
     alive "$run/sshd.pid" || start_sshd "$h" "$(there_addr "$h"):22" "$run/sshd.pid"
     # known_hosts: the host's key under its alias and its address (any port).
     local key
-    key="$(cut -d' ' -f1,2 "$base/$h/ssh_host_ed25519_key.pub")"
+    key="$(cut -d' ' -f1,2 "$host_base/$h/ssh_host_ed25519_key.pub")"
     {
         [[ -f "$base/known_hosts" ]] && grep -v -e "^$h " -e "^$(there_addr "$h") " -e "^\[$(there_addr "$h")\]" "$base/known_hosts"
         echo "$h $key"
@@ -260,8 +267,9 @@ down() {
             ip netns del "$(netns "$h")"
         fi
         ip link del "kfh${i}a" 2>/dev/null || true
-        rm -rf "$run" "$base/$h/home" "$base/$h/docker"
+        rm -rf "$run" "$host_base/$h/home" "$host_base/$h/docker"
     done
+    rm -rf "$host_base/shared"
     echo "test hosts down"
 }
 

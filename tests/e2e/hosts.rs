@@ -343,11 +343,9 @@ fn the_start_commit_reaches_the_host_by_clone_of_origin_or_by_push() {
         return;
     }
     let mut r = Remote::new();
-    // An origin the hosts can read (the repository's target dir is visible to them; the
-    // test's /tmp is not) holding the first commit only.
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/hosts/shared")
-        .join(&r.env.tag);
+    // An origin the hosts can read (scripts/hosts.sh's shared directory is visible to
+    // them; the test's /tmp is not) holding the first commit only.
+    let shared = Path::new("/var/lib/kinfra-test-hosts/shared").join(&r.env.tag);
     let _ = std::fs::remove_dir_all(&shared);
     std::fs::create_dir_all(&shared).unwrap();
     let origin = shared.join("hello.git");
@@ -431,8 +429,9 @@ struct ExtraSshd {
 
 impl ExtraSshd {
     fn start(port: u16) -> ExtraSshd {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hosts");
-        let pidfile = dir.join(format!("extra-sshd-{port}.pid"));
+        // sshd writes it from inside the host's mount namespace: under /run, which the
+        // host sees too.
+        let pidfile = PathBuf::from(format!("/run/kinfra-hosts/extra-sshd-{port}.pid"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hosts.sh");
         let out = Command::new(&script)
             .args(["sshd", "h2", &port.to_string()])
