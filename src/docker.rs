@@ -61,8 +61,9 @@ pub fn docker() -> Cmd {
 /// Fail with a one-line error when Docker is missing or its daemon is down.
 pub fn ensure_available() -> Result<(), DockerError> {
     // The engine's `/_ping` answers in well under a millisecond; only when it cannot be
-    // reached directly (ssh://, TLS, or down) is the docker CLI asked, for its message.
-    if read_engine().is_ok() {
+    // reached directly (ssh://, TLS, or down), or the docker CLI is not installed, is the
+    // CLI asked, for its message.
+    if crate::process::on_path("docker") && read_engine().is_ok() {
         return Ok(());
     }
     let out = docker()

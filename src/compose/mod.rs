@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use crate::docker::DockerError;
 use crate::envvars::ComposeChoice;
-use crate::process::Cmd;
+use crate::process::{Cmd, executable, on_path};
 
 /// Which compose CLI this machine has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +77,6 @@ pub fn detect() -> Result<Flavor, ComposeError> {
     Ok(flavor)
 }
 
-/// Whether an executable `name` is in a directory of `PATH`.
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(name))))
-}
-
 /// Whether the Compose v2 plugin is in one of the directories the docker CLI loads
 /// plugins from: `$DOCKER_CONFIG/cli-plugins` (else `~/.docker/cli-plugins`), then the
 /// system ones.
@@ -102,11 +96,6 @@ fn compose_plugin_installed() -> bool {
             .map(PathBuf::from),
         )
         .any(|dir| executable(&dir.join("docker-compose")))
-}
-
-fn executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// One compose project: name, file, optional profile, and the child environment

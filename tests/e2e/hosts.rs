@@ -661,9 +661,11 @@ fn thin_mode_refuses_a_bind_source_the_remote_engine_lacks_and_warns_about_ports
     assert!(run.stderr.contains("/conf"), "{}", run.stderr);
     assert!(h2_containers(&id).is_empty(), "containers were made on h2");
 
-    // A source h2 has too (this repository's directory is visible there): up goes on,
-    // with the warning about 127.0.0.1.
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    // A source h2 has too (scripts/hosts.sh's shared directory is visible there): up
+    // goes on, with the warning about 127.0.0.1.
+    let shared = Path::new("/var/lib/kinfra-test-hosts/shared").join(&env.tag);
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("app.ini"), "x=1\n").unwrap();
     let text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
     std::fs::write(
         dir.join("docker-compose.yml"),
@@ -680,6 +682,7 @@ fn thin_mode_refuses_a_bind_source_the_remote_engine_lacks_and_warns_about_ports
     assert!(!h2_containers(&id).is_empty(), "nothing started on h2");
     drop(down);
     assert!(h2_containers(&id).is_empty(), "left containers on h2");
+    let _ = std::fs::remove_dir_all(&shared);
 }
 
 #[test]
