@@ -12,10 +12,9 @@ data_mb="${DATA_MB:-200}"
 image=kinfra-test/busybox:latest
 cp_ctr="kinfra-bench-cp-$$"
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-command -v hyperfine >/dev/null || { echo "hyperfine is missing: apt-get install hyperfine" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$repo_dir/Cargo.toml"
-"$repo_dir/scripts/build-test-image.sh" >/dev/null
-kinfra="$repo_dir/target/release/kinfra"
+# shellcheck source=scripts/lib/bench.sh
+. "$repo_dir/scripts/lib/bench.sh"
+bench_setup --image
 
 # shellcheck source=scripts/lib/hello-repo.sh
 . "$repo_dir/scripts/lib/hello-repo.sh"

@@ -12,10 +12,10 @@ set -euo pipefail
 
 runs="${1:-20}"
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-command -v hyperfine >/dev/null || { echo "hyperfine is missing: apt-get install hyperfine" >&2; exit 1; }
 "$repo_dir/scripts/hosts.sh" status >/dev/null || { echo "the test hosts are not up: scripts/hosts.sh up" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$repo_dir/Cargo.toml"
-kinfra="$repo_dir/target/release/kinfra"
+# shellcheck source=scripts/lib/bench.sh
+. "$repo_dir/scripts/lib/bench.sh"
+bench_setup
 export KINFRA_SSH_CONFIG="$repo_dir/target/hosts/ssh_config"
 
 # shellcheck source=scripts/lib/hello-repo.sh

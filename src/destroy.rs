@@ -570,6 +570,10 @@ fn stop_containers(
     if before.is_empty() {
         return Ok(());
     }
+    if !before.volumes.is_empty() {
+        // A snapshot or copy killed half-way leaves a helper container holding the volume.
+        crate::snapshot::remove_dead_helpers_if_any();
+    }
     if let Some(Err(e)) = plan.compose.as_ref().map(|p| p.down(!keep_volumes)) {
         reporter.warn(&format!(
             "compose down failed ({e}); removing by label instead"

@@ -561,6 +561,14 @@ fn engine() -> Result<Engine, SnapshotError> {
     Ok(engine)
 }
 
+/// [`remove_dead_helpers`] on the engine the environment names, if it answers: what
+/// `destroy` does before removing volumes a killed copy's helper may still hold.
+pub fn remove_dead_helpers_if_any() {
+    if let Ok(engine) = Engine::connect() {
+        remove_dead_helpers(&engine);
+    }
+}
+
 /// Remove the helper containers of kinfra processes that are gone (killed half-way).
 fn remove_dead_helpers(engine: &Engine) {
     let filters = crate::engine::Filters::new().label(HELPER_PID_LABEL);

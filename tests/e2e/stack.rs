@@ -183,7 +183,11 @@ pub(crate) fn purge(project: &str) {
             .map(str::to_string)
             .collect()
     };
-    let cs = ids(&["ps", "-aq", "--filter", &filter]);
+    // kinfra's data helpers (snapshots, copies) that a killed kinfra left hold the
+    // project's volumes; they carry the project in their own label.
+    let helpers = format!("label={}={project}", kinfra::snapshot::HELPER_LABEL);
+    let mut cs = ids(&["ps", "-aq", "--filter", &filter]);
+    cs.extend(ids(&["ps", "-aq", "--filter", &helpers]));
     if !cs.is_empty() {
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(cs.iter().map(String::as_str));
