@@ -16,19 +16,12 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/kinfra-create.XXXXXX")"
 main="$work/dev/ktrdr"
 cleanup() {
     (cd "$main" 2>/dev/null && "$kinfra" sandbox destroy --all --force >/dev/null 2>&1) || true
-    [[ -d "$work/baseline" ]] && git -C "$repo_dir" worktree remove --force "$work/baseline" >/dev/null 2>&1
+    bench_baseline_cleanup "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-baseline=""
-if [[ -n "${BASELINE:-}" ]]; then
-    echo "== building the baseline kinfra at ${BASELINE}"
-    git -C "$repo_dir" worktree add --detach -q "$work/baseline" "$BASELINE"
-    cargo build --release --quiet --manifest-path "$work/baseline/Cargo.toml" \
-        --target-dir "${BASELINE_TARGET:-$work/baseline-target}"
-    baseline="${BASELINE_TARGET:-$work/baseline-target}/release/kinfra"
-fi
+bench_baseline "$work"
 
 # From here on, HOME and git's identity are the benchmark's own.
 # shellcheck source=scripts/lib/hello-repo.sh

@@ -12,8 +12,10 @@
 #      against `git worktree add` + `git worktree remove` (goal: <= 1.5x).
 # "Before" is the same binary reading Docker through the CLI, as the first version did
 # (`KINFRA_DOCKER_READS=cli`), measured in the same hyperfine run. (The first version's
-# own binary cannot read this benchmark's compose-based kinfra.toml.)
-# Usage: scripts/bench-density.sh [RUNS]   (or scripts/bench.sh density [RUNS])   (needs Docker, hyperfine, python3)
+# own binary cannot read this benchmark's compose-based kinfra.toml.) With BASELINE=<rev>
+# the kinfra of that git revision runs beside it in the list and create + destroy runs.
+# Usage: [BASELINE=<rev>] scripts/bench-density.sh [RUNS]   (or scripts/bench.sh density [RUNS])
+# (needs Docker, hyperfine, python3)
 set -euo pipefail
 
 runs="${1:-20}"
@@ -25,6 +27,7 @@ compose="docker-compose"
 docker compose version >/dev/null 2>&1 && [[ "${KINFRA_COMPOSE:-auto}" != v1 ]] && compose="docker compose"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/kinfra-density.XXXXXX")"
+bench_baseline "$work"
 # shellcheck source=scripts/lib/hello-repo.sh
 . "$repo_dir/scripts/lib/hello-repo.sh"
 hello_sandbox_env "$work"
@@ -32,6 +35,7 @@ main="$work/dev/dense"
 cleanup() {
     (cd "$main" 2>/dev/null && "$kinfra" sandbox destroy --all --force >/dev/null 2>&1) || true
     $compose -p dense-floor -f "$main/compose.yaml" down -v >/dev/null 2>&1 || true
+    bench_baseline_cleanup "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -98,6 +102,7 @@ for n in 10 50; do
     register "$n"
     echo "== list with $n registered sandboxes ($((n / 3)) running), $runs runs"
     cmds=("$kinfra sandbox list" "docker ps -a" "env KINFRA_DOCKER_READS=cli $kinfra sandbox list")
+    [[ -n "$baseline" ]] && cmds+=("$baseline sandbox list")
     hyperfine --shell=none --warmup 3 --runs "$runs" --export-json "$work/list$n.json" "${cmds[@]}" >/dev/null
     median "$work/list$n.json"
 done
@@ -126,10 +131,19 @@ echo "== up of the small stack against its floor ($((runs / 2)) runs)"
 "$kinfra" sandbox create upb >/dev/null 2>&1 || true
 port="$(sed -n 's/^DENSE_WEB_PORT=//p' "$work/dev/dense--upb/.env.sandbox")"
 floor_port=21999
+# One poller process, started after compose returns, trying every 10 ms.
 cat >"$work/floor.sh" <<SH
 #!/bin/sh
 DENSE_WEB_PORT=$floor_port $compose -p dense-floor -f "$main/compose.yaml" up -d >/dev/null 2>&1 || exit 1
-while ! python3 -c 'import urllib.request,sys; urllib.request.urlopen("http://127.0.0.1:$floor_port/health", timeout=0.2)' 2>/dev/null; do sleep 0.02; done
+exec python3 -c '
+import time, urllib.request
+while True:
+    try:
+        urllib.request.urlopen("http://127.0.0.1:$floor_port/health", timeout=0.2)
+        break
+    except Exception:
+        time.sleep(0.01)
+'
 SH
 chmod +x "$work/floor.sh"
 hyperfine --runs "$((runs / 2))" \
@@ -153,11 +167,19 @@ cat >"$work/git.sh" <<SH
 git -C "$main" worktree add -q -b gitbench "$work/dev/gitbench" && git -C "$main" worktree remove "$work/dev/gitbench" && git -C "$main" branch -q -D gitbench
 SH
 chmod +x "$work/kin.sh" "$work/git.sh"
+cmds=("$work/kin.sh" "$work/git.sh")
+if [[ -n "$baseline" ]]; then
+    sed "s|$kinfra|$baseline|g" "$work/kin.sh" >"$work/kin-base.sh"
+    chmod +x "$work/kin-base.sh"
+    cmds+=("$work/kin-base.sh")
+fi
 git -C "$main" branch -D dense--cd >/dev/null 2>&1 || true
-hyperfine --runs "$runs" --export-json "$work/cd.json" "$work/kin.sh" "$work/git.sh" >/dev/null
+hyperfine --runs "$runs" --export-json "$work/cd.json" "${cmds[@]}" >/dev/null
 median "$work/cd.json"
 python3 - "$work/cd.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 print(f"  kinfra / git = {r[0]['median'] / r[1]['median']:.2f}x")
+if len(r) > 2:
+    print(f"  baseline kinfra / git = {r[2]['median'] / r[1]['median']:.2f}x")
 PY

@@ -262,8 +262,10 @@ fn env_file_as_written(config: &Config, root: &Path) -> Option<Vec<u8>> {
     Some(crate::envfile::render(&vars).into_bytes())
 }
 
-/// The directory must be a real (non-symlink) directory that `git worktree list` of the
-/// registered main repository names, and not the main repository itself.
+/// The directory must be a real (non-symlink) directory that the registered main
+/// repository lists as a linked worktree (its `.git` file and the repository's
+/// `worktrees/<name>/gitdir` name each other; otherwise `git worktree list` decides), and
+/// not the main repository itself.
 fn check_is_linked_worktree(path: &Path, main: &Path, id: &str) -> Result<()> {
     let refuse = |why: String| DestroyError::NotDeletable {
         path: path.to_owned(),
@@ -284,6 +286,10 @@ fn check_is_linked_worktree(path: &Path, main: &Path, id: &str) -> Result<()> {
     }
     if here == canonical(main) {
         return Err(refuse("it is the main repository".into()).into());
+    }
+    // Read from the files both ways when they say so; else git lists the worktrees.
+    if crate::gitfiles::is_linked_worktree_of(&here, main) == Some(true) {
+        return Ok(());
     }
     let listed = git::worktree_list(main).map_err(|e| {
         refuse(format!(

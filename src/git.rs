@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::gitfiles::{self, Dirs};
 use crate::process::{Cmd, ProcessError};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,52 +92,12 @@ pub fn repo_info(dir: &Path) -> Result<Option<RepoInfo>, GitError> {
 
 /// The fast path of [`repo_info`]: `None` means "ask git", never "not a repository".
 fn repo_info_from_files(dir: &Path) -> Option<RepoInfo> {
-    const GIT_ENV: [&str; 6] = [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_COMMON_DIR",
-        "GIT_CEILING_DIRECTORIES",
-        "GIT_DISCOVERY_ACROSS_FILESYSTEM",
-        "GIT_CONFIG_PARAMETERS",
-    ];
-    if GIT_ENV.iter().any(|v| std::env::var_os(v).is_some()) {
-        return None;
-    }
-    let start = std::fs::canonicalize(dir).ok()?;
-    let mut top = start.as_path();
-    let dot_git = loop {
-        let candidate = top.join(".git");
-        if std::fs::symlink_metadata(&candidate).is_ok() {
-            break candidate;
-        }
-        top = top.parent()?;
-    };
-    let meta = std::fs::symlink_metadata(&dot_git).ok()?;
-    let (git_dir, linked_file) = if meta.is_dir() {
-        (dot_git.clone(), false)
-    } else if meta.is_file() {
-        let text = std::fs::read_to_string(&dot_git).ok()?;
-        let target = text
-            .strip_prefix("gitdir: ")?
-            .trim_end_matches(['\n', '\r']);
-        if target.is_empty() || target.contains('\n') {
-            return None;
-        }
-        (std::fs::canonicalize(top.join(target)).ok()?, true)
-    } else {
-        return None;
-    };
-    if !git_dir.join("HEAD").is_file() {
-        return None;
-    }
-    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
-        Ok(text) => {
-            let rel = text.trim_end_matches(['\n', '\r']);
-            std::fs::canonicalize(git_dir.join(rel)).ok()?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => git_dir.clone(),
-        Err(_) => return None,
-    };
+    let Dirs {
+        top,
+        git_dir,
+        common,
+        linked_file,
+    } = Dirs::discover(dir)?;
     // A work tree configured elsewhere, or a bare repository: git knows best.
     let config = std::fs::read_to_string(common.join("config")).unwrap_or_default();
     if config.contains("worktree") || config.contains("bare = true") {
@@ -152,10 +113,10 @@ fn repo_info_from_files(dir: &Path) -> Option<RepoInfo> {
         // A separate git dir: git's own answer names the main checkout.
         return None;
     } else {
-        top.to_owned()
+        top.clone()
     };
     Some(RepoInfo {
-        toplevel: top.to_owned(),
+        toplevel: top,
         main_root,
         is_linked_worktree,
     })
@@ -215,6 +176,9 @@ pub fn local_branch_exists(repo: &Path, branch: &str) -> Result<bool, GitError> 
 }
 
 pub fn ref_exists(repo: &Path, refname: &str) -> Result<bool, GitError> {
+    if let Some(found) = Dirs::discover(repo).and_then(|d| gitfiles::resolve(&d, refname)) {
+        return Ok(found.is_some());
+    }
     let out = git(repo)
         .args(["show-ref", "--verify", "--quiet", refname])
         .output()?;
@@ -223,18 +187,26 @@ pub fn ref_exists(repo: &Path, refname: &str) -> Result<bool, GitError> {
 
 /// The commit `HEAD` points at, or `None` in a repository without commits.
 pub fn head_commit(dir: &Path) -> Result<Option<String>, GitError> {
+    if let Some(head) = Dirs::discover(dir).and_then(|d| gitfiles::head(&d)) {
+        return Ok(head.commit);
+    }
     let out = git(dir)
         .args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
         .output()?;
     Ok(out.success().then(|| out.stdout.trim().to_string()))
 }
 
-/// Whether `name` is acceptable as a branch name.
-pub fn is_valid_branch_name(repo: &Path, name: &str) -> Result<bool, GitError> {
+/// The commit a branch or remote-tracking ref names, if it exists (a branch names a
+/// commit; read from the ref files when they can be).
+pub fn ref_commit(repo: &Path, refname: &str) -> Result<Option<String>, GitError> {
+    if let Some(found) = Dirs::discover(repo).and_then(|d| gitfiles::resolve(&d, refname)) {
+        return Ok(found);
+    }
     let out = git(repo)
-        .args(["check-ref-format", "--branch", name])
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("{refname}^{{commit}}"))
         .output()?;
-    Ok(out.success())
+    Ok(out.success().then(|| out.stdout.trim().to_string()))
 }
 
 /// The branch a fresh clone should check out: origin's default branch when known, else
@@ -509,6 +481,9 @@ pub fn rescue_refs(main: &Path) -> Result<Vec<(String, i64)>, GitError> {
 /// `<common dir>/worktrees/<name>`: where its index, `HEAD` and in-progress operation
 /// state live).
 pub fn absolute_git_dir(dir: &Path) -> Result<PathBuf, GitError> {
+    if let Some(dirs) = Dirs::discover(dir) {
+        return Ok(dirs.git_dir);
+    }
     let cmd = git(dir).args(["rev-parse", "--absolute-git-dir"]);
     let out = cmd.run()?;
     non_empty_line(&cmd, &out).map(PathBuf::from)
@@ -534,6 +509,9 @@ fn non_empty_line(cmd: &Cmd, out: &str) -> Result<String, GitError> {
 
 /// The branch `HEAD` is on, or `None` when it is detached.
 pub fn current_branch(dir: &Path) -> Result<Option<String>, GitError> {
+    if let Some(head) = Dirs::discover(dir).and_then(|d| gitfiles::head(&d)) {
+        return Ok(head.branch);
+    }
     let out = git(dir)
         .args(["symbolic-ref", "--quiet", "HEAD"])
         .output()?;
@@ -674,6 +652,9 @@ pub fn resolve_commits(dir: &Path, revs: &[String]) -> Result<Vec<String>, GitEr
 /// Refs that belong to one worktree and go with it (`refs/bisect/`, `refs/worktree/`,
 /// `refs/rewritten/`), as `(refname, commit)`.
 pub fn worktree_refs(dir: &Path) -> Result<Vec<(String, String)>, GitError> {
+    if let Some(refs) = Dirs::discover(dir).and_then(|d| gitfiles::worktree_refs(&d)) {
+        return Ok(refs);
+    }
     let out = git(dir)
         .args([
             "for-each-ref",

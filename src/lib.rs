@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gate;
 pub mod git;
+pub mod gitfiles;
 pub mod hooks;
 pub mod hosts;
 pub mod index;

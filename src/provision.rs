@@ -232,7 +232,7 @@ pub fn plan_sandbox_create(
     let path = config.sandbox_dir(&main, &slug);
     let branch_flag_given = branch.is_some();
     let branch = branch.map_or_else(|| id.clone(), str::to_string);
-    if !git::is_valid_branch_name(&main, &branch)? {
+    if !crate::gitfiles::is_valid_branch_name(&branch) {
         return Err(ProvisionError::InvalidBranch(branch).into());
     }
     let registry = ctx.registry()?;
@@ -1024,12 +1024,7 @@ fn branch_plan(main: &Path, toplevel: &Path, branch: &str) -> Result<BranchPlan>
 }
 
 fn commit_of(repo: &Path, refname: &str) -> Result<Option<String>> {
-    let out = git::git(repo)
-        .args(["rev-parse", "--verify", "--quiet"])
-        .arg(format!("{refname}^{{commit}}"))
-        .output()
-        .map_err(GitError::from)?;
-    Ok(out.success().then(|| out.stdout.trim().to_string()))
+    Ok(git::ref_commit(repo, refname)?)
 }
 
 /// Refuse when Docker still holds containers or volumes of `project` (a new instance

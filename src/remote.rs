@@ -615,7 +615,7 @@ pub fn plan_create(
     ctx.check_origin(repo)?;
     let main = repo.main_root.clone();
     let branch = branch.map_or_else(|| id.clone(), str::to_string);
-    if !crate::git::is_valid_branch_name(&main, &branch)? {
+    if !crate::gitfiles::is_valid_branch_name(&branch) {
         return Err(crate::provision::ProvisionError::InvalidBranch(branch).into());
     }
     if ctx.registry()?.contains(&id) {

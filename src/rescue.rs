@@ -336,7 +336,13 @@ pub fn unsaved_work(worktree: &Path, opts: &WorkOptions) -> Result<UnsavedWork, 
     let mut tips: Vec<String> = head.iter().cloned().collect();
     tips.extend(operation_tips(&git_dir, operation));
     tips.extend(git::worktree_refs(worktree)?.into_iter().map(|(_, id)| id));
-    let detached_commits = git::commits_on_no_ref(worktree, &tips)?;
+    // On a branch with nothing else to walk from, every commit is on that branch.
+    let on_branch_only = branch.is_some() && head.is_some() && tips.len() == 1;
+    let detached_commits = if on_branch_only {
+        Vec::new()
+    } else {
+        git::commits_on_no_ref(worktree, &tips)?
+    };
     let mut work = UnsavedWork {
         head,
         branch,
@@ -461,6 +467,11 @@ fn disk_usage(path: &Path) -> Result<(u64, u64), RescueError> {
 /// Flagged (`skip-worktree`, `assume-unchanged`) files whose working content differs
 /// from the index. A missing `skip-worktree` file is a sparse checkout, not an edit.
 fn hidden_edits(worktree: &Path) -> Result<Vec<String>, RescueError> {
+    // Most indexes mark no entry at all: nothing to compare.
+    let dirs = crate::gitfiles::Dirs::discover(worktree);
+    if dirs.and_then(|d| crate::gitfiles::index_has_hidden_flags(&d)) == Some(false) {
+        return Ok(Vec::new());
+    }
     let entries = git::index_entries(worktree, None)?;
     let mut hidden = Vec::new();
     let mut to_hash: Vec<&IndexEntry> = Vec::new();

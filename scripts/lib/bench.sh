@@ -9,3 +9,22 @@ bench_setup() {
     fi
     kinfra="$repo_dir/target/release/kinfra"
 }
+
+# bench_baseline WORK: when BASELINE names a git revision, build its release kinfra in a
+# worktree under WORK (target dir BASELINE_TARGET, default WORK/baseline-target) and put
+# its path in $baseline (empty without BASELINE). bench_baseline_cleanup WORK removes
+# the worktree.
+bench_baseline() {
+    baseline=""
+    [[ -n "${BASELINE:-}" ]] || return 0
+    echo "== building the baseline kinfra at ${BASELINE}"
+    git -C "$repo_dir" worktree add --detach -q "$1/baseline" "$BASELINE"
+    cargo build --release --quiet --manifest-path "$1/baseline/Cargo.toml" \
+        --target-dir "${BASELINE_TARGET:-$1/baseline-target}"
+    baseline="${BASELINE_TARGET:-$1/baseline-target}/release/kinfra"
+}
+bench_baseline_cleanup() {
+    if [[ -d "$1/baseline" ]]; then
+        git -C "$repo_dir" worktree remove --force "$1/baseline" >/dev/null 2>&1 || true
+    fi
+}
