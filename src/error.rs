@@ -128,13 +128,6 @@ impl Error {
         }
     }
 
-    pub fn usage(message: impl Into<String>) -> Error {
-        Error {
-            exit: Exit::Usage,
-            ..Error::failure(message)
-        }
-    }
-
     pub fn with_exit(mut self, exit: Exit) -> Error {
         self.exit = exit;
         self

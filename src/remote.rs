@@ -47,6 +47,13 @@ pub enum RemoteError {
     Git(String),
     #[error("the host's kinfra answered something unreadable: {0}")]
     BadAnswer(String),
+    /// A `sandbox create` option that has no meaning on another host.
+    #[error("{flag} cannot be given with --host {host}: {why}")]
+    NotWithHost {
+        flag: &'static str,
+        host: String,
+        why: &'static str,
+    },
 }
 
 impl Diagnostic for RemoteError {
@@ -56,6 +63,7 @@ impl Diagnostic for RemoteError {
             RemoteError::Taken { .. } => Exit::Conflict,
             RemoteError::NotRemote(_) => Exit::NotFound,
             RemoteError::Git(_) | RemoteError::BadAnswer(_) => Exit::External,
+            RemoteError::NotWithHost { .. } => Exit::Usage,
             _ => Exit::Failure,
         }
     }
@@ -72,6 +80,9 @@ impl Diagnostic for RemoteError {
             RemoteError::Corrupt { path, .. } => Some(format!(
                 "nothing was changed; fix `{}` by hand or move it aside",
                 path.display()
+            )),
+            RemoteError::NotWithHost { flag, .. } => Some(format!(
+                "leave out {flag}, or create the sandbox on this machine (without --host)"
             )),
             _ => None,
         }

@@ -151,15 +151,16 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
 }
 
 fn run_remote(ctx: &Ctx, args: &Args, host: crate::hosts::Host) -> Result<u8> {
+    let not_with_host = |flag, why| crate::remote::RemoteError::NotWithHost {
+        flag,
+        host: host.name.clone(),
+        why,
+    };
     if args.slot.is_some() {
-        return Err(crate::error::Error::usage(
-            "--slot cannot be given with --host: the host picks the slot",
-        ));
+        return Err(not_with_host("--slot", "the host picks the slot").into());
     }
     if args.data_from.is_some() {
-        return Err(crate::error::Error::usage(
-            "--data-from cannot be given with --host: the data would have to cross hosts",
-        ));
+        return Err(not_with_host("--data-from", "the data would have to cross hosts").into());
     }
     let plan = crate::remote::plan_create(ctx, &args.name, args.branch.as_deref(), host)?;
     // What the host's `sandbox create` is asked to do besides.

@@ -151,6 +151,37 @@ fn check_reports_each_hosts_engine_and_an_unreachable_one() {
     assert!(run.stdout.contains("dead: unreachable"), "{}", run.stdout);
 }
 
+/// Options that mean nothing on another host are refused before the host is asked (so
+/// no harness is needed: the host is never reached) and nothing is made here.
+#[test]
+fn slot_and_data_from_are_refused_with_another_host_before_anything_happens() {
+    let env = Env::new();
+    kinfra(
+        &env,
+        &env.main,
+        &["hosts", "add", "far", "ssh://127.0.0.1:1"],
+    )
+    .assert_code(0);
+    let before = env.git(&env.main, &["for-each-ref"]);
+    for (flag, value) in [("--slot", "3"), ("--data-from", "local-prod")] {
+        let run = kinfra(
+            &env,
+            &env.main,
+            &["sandbox", "create", "x", "--host", "far", flag, value],
+        );
+        run.assert_code(exit::USAGE);
+        assert!(
+            run.stderr
+                .contains(&format!("{flag} cannot be given with --host far")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    }
+    assert_eq!(env.git(&env.main, &["for-each-ref"]), before);
+    assert_eq!(env.git(&env.main, &["worktree", "list"]).lines().count(), 1);
+}
+
 /// A hello-stack repository in an Env with h1 and h2 registered, and the sandboxes a
 /// test made on the hosts, destroyed (with --force) when the test ends.
 struct Remote {
