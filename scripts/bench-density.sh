@@ -149,12 +149,15 @@ chmod +x "$work/floor.sh"
 hyperfine --runs "$((runs / 2))" \
     --prepare "cd $work/dev/dense--upb && $kinfra sandbox down >/dev/null 2>&1; DENSE_WEB_PORT=$floor_port $compose -p dense-floor -f $main/compose.yaml down >/dev/null 2>&1; true" \
     --export-json "$work/up.json" \
-    "cd $work/dev/dense--upb && $kinfra sandbox up" "$work/floor.sh" >/dev/null
+    "cd $work/dev/dense--upb && $kinfra sandbox up" "$work/floor.sh" \
+    ${baseline:+"cd $work/dev/dense--upb && $baseline sandbox up"} >/dev/null
 median "$work/up.json"
 python3 - "$work/up.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 print(f"  up / floor = {r[0]['median'] / r[1]['median']:.2f}x")
+if len(r) > 2:
+    print(f"  baseline up / floor = {r[2]['median'] / r[1]['median']:.2f}x")
 PY
 
 echo "== create + destroy of a clean sandbox (400 files) against git worktree add + remove"
