@@ -76,6 +76,24 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<u8> {
                     .join(", ")
             ));
         }
+        // Sandboxes on other hosts are destroyed by name, one at a time, never by --all.
+        let remote: Vec<String> = crate::remote::RemoteIndex::load()
+            .map(|index| {
+                index
+                    .instances
+                    .values()
+                    .filter(|e| canonical(std::path::Path::new(&e.local_repo)) == main)
+                    .map(|e| format!("`{}` on `{}`", e.instance_id, e.host))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !remote.is_empty() {
+            output::note(&format!(
+                "leaving {} sandbox(es) on other hosts alone: {}; destroy each by name",
+                remote.len(),
+                remote.join(", ")
+            ));
+        }
         mine
     } else if let Some(name) = &args.name {
         vec![

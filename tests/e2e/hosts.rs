@@ -182,6 +182,45 @@ fn slot_and_data_from_are_refused_with_another_host_before_anything_happens() {
     assert_eq!(env.git(&env.main, &["worktree", "list"]).lines().count(), 1);
 }
 
+/// `destroy --all` never reaches another host: it names this checkout's sandboxes there
+/// and leaves them (and the remote index) as they were. No harness: no host is asked.
+#[test]
+fn destroy_all_names_the_sandboxes_on_other_hosts_and_leaves_them() {
+    let env = Env::new();
+    let entry = |id: &str, repo: &Path| {
+        serde_json::json!({
+            "instance_id": id, "name": id, "host": "far", "project": "x",
+            "checkout": "/srv/x", "path": format!("/srv/{id}"), "branch": id,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "local_repo": repo.display().to_string(),
+        })
+    };
+    let index = serde_json::json!({
+        "schema_version": 1,
+        "instances": {
+            "mine--far": entry("mine--far", &env.main),
+            "theirs--far": entry("theirs--far", Path::new("/elsewhere/repo")),
+        },
+    });
+    let state = env.home.join(".local/state/kinfra");
+    std::fs::create_dir_all(&state).unwrap();
+    let index_file = state.join("remote-instances.json");
+    let text = serde_json::to_string_pretty(&index).unwrap();
+    std::fs::write(&index_file, &text).unwrap();
+    let local = env.create_sandbox("all-local");
+    let run = kinfra(&env, &env.main, &["sandbox", "destroy", "--all", "--yes"]);
+    run.assert_code(0);
+    assert!(!local.exists());
+    assert!(
+        run.stderr
+            .contains("leaving 1 sandbox(es) on other hosts alone: `mine--far` on `far`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("theirs--far"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&index_file).unwrap(), text);
+}
+
 /// A hello-stack repository in an Env with h1 and h2 registered, and the sandboxes a
 /// test made on the hosts, destroyed (with --force) when the test ends.
 struct Remote {
