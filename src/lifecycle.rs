@@ -995,6 +995,14 @@ fn mark_started(config: &Config, id: &str, reporter: &dyn Reporter) {
                 mine.last_touched = Some(now.clone());
                 mine.stopped_by_reap = None;
                 mine.idle_since = None;
+                // The services a killed `snapshot create` stopped are started again.
+                if mine
+                    .operation
+                    .as_ref()
+                    .is_some_and(|op| op.name == crate::snapshot::STOPPED_FOR_SNAPSHOT)
+                {
+                    mine.operation = None;
+                }
             }
             Ok(())
         },

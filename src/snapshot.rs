@@ -722,6 +722,7 @@ fn with_services_stopped<T>(
     set: &DataSet,
     live: bool,
     reporter: &dyn Reporter,
+    before_stop: impl FnOnce() -> Result<()>,
     work: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let stopped = if live || set.services.is_empty() {
@@ -730,6 +731,7 @@ fn with_services_stopped<T>(
         svc.running(&set.services)?
     };
     if !stopped.is_empty() {
+        before_stop()?;
         reporter.note(&format!(
             "stopping {} of `{}` for the copy",
             stopped.join(", "),
@@ -801,9 +803,30 @@ pub fn create(
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
-    let written = with_services_stopped(svc, set, live, reporter, || {
-        write_archives(&engine, set, &tmp, reporter).map_err(Into::into)
-    });
+    // Services stopped for the copy stay stopped if this process is killed: the state
+    // says so (status, doctor) until an `up` starts them.
+    let marked = std::cell::Cell::new(false);
+    let again = format!("kinfra {source_kind} up {}", set.project);
+    let written = with_services_stopped(
+        svc,
+        set,
+        live,
+        reporter,
+        || {
+            marked.set(mark_if_free(
+                config,
+                &set.project,
+                STOPPED_FOR_SNAPSHOT,
+                &again,
+                reporter,
+            )?);
+            Ok(())
+        },
+        || write_archives(&engine, set, &tmp, reporter).map_err(Into::into),
+    );
+    if marked.get() {
+        unmark(config, &set.project, reporter)?;
+    }
     let volumes = match written {
         Ok(v) => v,
         Err(e) => {
@@ -939,9 +962,14 @@ pub fn restore(
     check_fits(stored, set)?;
     verify(stored)?;
     let engine = engine()?;
-    with_services_stopped(svc, set, false, reporter, || {
-        restore_volumes(&engine, stored, set, reporter).map_err(Into::into)
-    })
+    with_services_stopped(
+        svc,
+        set,
+        false,
+        reporter,
+        || Ok(()),
+        || restore_volumes(&engine, stored, set, reporter).map_err(Into::into),
+    )
 }
 
 fn restore_volumes(
@@ -1041,30 +1069,37 @@ pub fn copy_between(
         .into());
     }
     let missing = missing_volumes(&engine, &target.volumes)?;
-    with_services_stopped(source_svc, source, live, reporter, || {
-        for vol in &target.volumes {
-            let Some(from) = source.name_of(&vol.key) else {
-                continue;
-            };
-            let helper = Helper::create(&engine, &source.project, &source.images, from, "exit 0")?;
-            let archive =
-                engine
-                    .archive_get(&helper.id, MOUNT)
-                    .map_err(|source| SnapshotError::Copy {
+    with_services_stopped(
+        source_svc,
+        source,
+        live,
+        reporter,
+        || Ok(()),
+        || {
+            for vol in &target.volumes {
+                let Some(from) = source.name_of(&vol.key) else {
+                    continue;
+                };
+                let helper =
+                    Helper::create(&engine, &source.project, &source.images, from, "exit 0")?;
+                let archive = engine.archive_get(&helper.id, MOUNT).map_err(|source| {
+                    SnapshotError::Copy {
                         volume: from.to_string(),
                         source,
-                    })?;
-            let exists = !missing.contains(&vol.name);
-            let bytes = fill_volume(&engine, target, vol, exists, archive)?;
-            reporter.note(&format!(
-                "copied volume `{}` ({})",
-                vol.key,
-                human_size(bytes)
-            ));
-            crate::crashpoint::hit("copy:after-volume");
-        }
-        Ok(())
-    })
+                    }
+                })?;
+                let exists = !missing.contains(&vol.name);
+                let bytes = fill_volume(&engine, target, vol, exists, archive)?;
+                reporter.note(&format!(
+                    "copied volume `{}` ({})",
+                    vol.key,
+                    human_size(bytes)
+                ));
+                crate::crashpoint::hit("copy:after-volume");
+            }
+            Ok(())
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------
@@ -1085,6 +1120,17 @@ pub struct Interrupted {
 
 impl Interrupted {
     pub fn message(&self) -> String {
+        if self.operation == STOPPED_FOR_SNAPSHOT {
+            let how = if self.running {
+                "is in progress"
+            } else {
+                "was interrupted"
+            };
+            return format!(
+                "a snapshot of `{}` {how} (started {}): the services it stopped for the copy are stopped",
+                self.instance, self.started_at
+            );
+        }
         if self.running {
             format!(
                 "a {} into `{}` is in progress (since {})",
@@ -1097,6 +1143,38 @@ impl Interrupted {
             )
         }
     }
+
+    /// What to run about it (when it is not running any more).
+    pub fn hint(&self) -> String {
+        if self.operation == STOPPED_FOR_SNAPSHOT {
+            format!("run `{}` to start them again", self.command)
+        } else {
+            format!("run `{}` to finish it", self.command)
+        }
+    }
+}
+
+/// The operation a `snapshot create` records while it holds services stopped.
+pub const STOPPED_FOR_SNAPSHOT: &str = "snapshot";
+
+/// [`mark`], unless another operation is already recorded on `id` (an unfinished
+/// restore says more than this would): whether it was recorded.
+fn mark_if_free(
+    config: &Config,
+    id: &str,
+    operation: &str,
+    command: &str,
+    reporter: &dyn Reporter,
+) -> Result<bool> {
+    let busy = crate::registry::load_with_state(&config.registry_paths())
+        .ok()
+        .and_then(|(_, state)| state.instance(id)?.operation.clone())
+        .is_some();
+    if busy {
+        return Ok(false);
+    }
+    mark(config, id, operation, command, reporter)?;
+    Ok(true)
 }
 
 /// Record that `operation` starts writing into `id`'s volumes; `command` redoes it.
@@ -1164,7 +1242,7 @@ pub fn all_interrupted(config: &Config) -> Vec<Interrupted> {
 }
 
 fn from_state(id: &str, op: &crate::state::Operation) -> Option<Interrupted> {
-    if !matches!(op.name.as_str(), "restore" | "copy") {
+    if !matches!(op.name.as_str(), "restore" | "copy" | STOPPED_FOR_SNAPSHOT) {
         return None;
     }
     let pid = op

@@ -118,7 +118,7 @@ pub fn warn_interrupted_at(config: &crate::config::Config, id: &str) {
     if let Some(i) = snapshot::interrupted(config, id) {
         output::warn(&i.message());
         if !i.running {
-            output::hint(&format!("run `{}` to finish it", i.command));
+            output::hint(&i.hint());
         }
     }
 }

@@ -74,7 +74,12 @@ pub fn up(
     hooks: super::hooks::NoHooks,
 ) -> Result<u8> {
     let mut target = lifecycle::resolve(ctx, kind, sel)?;
-    super::snapshot::warn_interrupted(&target);
+    // Services a killed snapshot left stopped: this `up` is what starts them.
+    let left_stopped = crate::snapshot::interrupted(&target.ctx.config, target.id())
+        .is_some_and(|i| i.operation == crate::snapshot::STOPPED_FOR_SNAPSHOT && !i.running);
+    if !left_stopped {
+        super::snapshot::warn_interrupted(&target);
+    }
     let ctx = &target.ctx.clone();
     let reporter = output::Term::new();
     let _lock = (!dry_run)

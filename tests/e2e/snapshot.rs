@@ -322,8 +322,17 @@ fn killed_snapshot_is_not_listed_and_killed_restore_is_reported() {
     assert_eq!(snapshots(&st), serde_json::json!([]));
     let doctor = st.kinfra(&st.main, &["doctor", "--json"]);
     assert!(doctor.stdout.contains("leftover-snapshot"), "{doctor:?}");
-    // The services it stopped are started by `up`; the next create clears the leftover.
+    // The services it stopped are still stopped, and status and doctor say so with the
+    // command that starts them.
+    let up_again = format!("kinfra sandbox up {}", sb.id);
+    st.kinfra(&sb.path, &["sandbox", "status"])
+        .assert_stderr_contains("the services it stopped for the copy are stopped")
+        .assert_stderr_contains(&up_again);
+    assert!(doctor.stdout.contains(&up_again), "{doctor:?}");
+    // `up` starts them (and says nothing about it); the next create clears the leftover.
     st.up(&sb);
+    let status = st.kinfra(&sb.path, &["sandbox", "status"]);
+    assert!(!status.stderr.contains("interrupted"), "{status:?}");
     st.kinfra(&sb.path, &["snapshot", "create", "--name", "whole"])
         .assert_code(0);
     let names: Vec<String> = std::fs::read_dir(st.env.home.join(".kinfra-hello/snapshots"))
