@@ -88,7 +88,7 @@ pub fn list(config: &Config, registry: &Registry, state: &Known, cwd: &Path) -> 
     } else {
         (None, None)
     };
-    let here = canonical(cwd);
+    let here = Here::of(cwd);
     let mut instances: Vec<ListRow> = registry
         .instances
         .iter()
@@ -106,7 +106,7 @@ pub fn list(config: &Config, registry: &Registry, state: &Known, cwd: &Path) -> 
                 kind,
                 containers,
                 state.instance(&entry.instance_id),
-                &here,
+                here.look_at(entry),
             )
         })
         .collect();
@@ -116,6 +116,44 @@ pub fn list(config: &Config, registry: &Registry, state: &Known, cwd: &Path) -> 
         instances,
         docker_error,
     }
+}
+
+/// The current directory as the directories it is in (itself and each parent), by
+/// device and inode: an instance is current when its directory is one of them however
+/// either path is spelled (symlinks included), at one `stat` per instance.
+struct Here(Vec<(u64, u64)>);
+
+impl Here {
+    fn of(cwd: &Path) -> Here {
+        use std::os::unix::fs::MetadataExt;
+        Here(
+            canonical(cwd)
+                .ancestors()
+                .filter_map(|dir| std::fs::metadata(dir).ok())
+                .map(|m| (m.dev(), m.ino()))
+                .collect(),
+        )
+    }
+
+    /// What a row needs from the instance's directory.
+    fn look_at(&self, entry: &Entry) -> OnDisk {
+        use std::os::unix::fs::MetadataExt;
+        let path = entry.path();
+        let dir = std::fs::metadata(path).ok().filter(|m| m.is_dir());
+        OnDisk {
+            exists: dir.is_some(),
+            branch: dir.as_ref().and_then(|_| branch_of(path)),
+            current: dir.is_some_and(|m| self.0.contains(&(m.dev(), m.ino()))),
+        }
+    }
+}
+
+/// What a row needs from the instance's directory.
+struct OnDisk {
+    exists: bool,
+    branch: Option<String>,
+    /// The current directory is in it.
+    current: bool,
 }
 
 /// The row of one registered instance from its containers (`None`: Docker could not be
@@ -140,7 +178,7 @@ pub fn row_of(
         kind,
         containers,
         state.instance(instance_id),
-        &canonical(cwd),
+        Here::of(cwd).look_at(entry),
     ))
 }
 
@@ -164,10 +202,9 @@ fn row(
     kind: Kind,
     containers: Option<&[Container]>,
     known: Option<&InstanceState>,
-    here: &Path,
+    disk: OnDisk,
 ) -> ListRow {
-    let path = entry.path();
-    let exists = path.is_dir();
+    let exists = disk.exists;
     let state = match containers {
         _ if !exists => State::Missing,
         None => State::Unknown,
@@ -191,7 +228,7 @@ fn row(
         created_at: entry.created_at.clone(),
         is_worktree: entry.is_worktree,
         parent_repo: entry.parent_repo.clone(),
-        branch: exists.then(|| branch_of(path)).flatten(),
+        branch: disk.branch,
         api_port,
         status: match (&state, known) {
             (State::Stopped, Some(k))
@@ -206,7 +243,7 @@ fn row(
         },
         health: containers.and_then(health_of),
         stale: !exists,
-        current: exists && here.starts_with(canonical(path)),
+        current: disk.current,
     }
 }
 

@@ -314,3 +314,33 @@ fn env_file_is_shell_sourceable_when_home_has_a_space_and_a_quote() {
     assert!(!sandbox.exists());
     assert!(env.registry()["instances"].get(&id).is_none());
 }
+
+/// `list` marks the instance the current directory is in (also from a subdirectory
+/// reached through a symlink), and no other.
+#[test]
+fn list_marks_the_instance_the_current_directory_is_in() {
+    let env = Env::new();
+    let a = env.create_sandbox(&uniq("cur-a"));
+    let b = env.create_sandbox(&uniq("cur-b"));
+    std::fs::create_dir(a.join("sub")).unwrap();
+    let link = env.root.path().join("link to a");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let current = |cwd: &Path| -> Vec<String> {
+        let run = env.kinfra(cwd, &["sandbox", "list", "--json"]);
+        run.assert_code(0);
+        let list: Value = serde_json::from_str(&run.stdout).unwrap();
+        list["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["current"] == true)
+            .map(|r| r["instance_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let id_a = env.id_of(&uniq("cur-a"));
+    let id_b = env.id_of(&uniq("cur-b"));
+    assert_eq!(current(&a), vec![id_a.clone()]);
+    assert_eq!(current(&link.join("sub")), vec![id_a]);
+    assert_eq!(current(&b), vec![id_b]);
+    assert!(current(&env.main).is_empty());
+}
