@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::envvars::EnvError;
 pub use crate::envvars::Timeouts;
-use crate::interrupt::Interrupt;
+use crate::interrupt::{Events, Interrupt};
 
 /// How long a stopped command gets between SIGTERM and SIGKILL, unless set per command.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
@@ -325,7 +325,9 @@ impl Cmd {
 
     /// Start the child non-interactive, in its own group, stdout and stderr piped; its
     /// time limit.
-    fn spawn_piped(&self) -> Result<(Child, LimitSetting), ProcessError> {
+    /// Also the signals seen just before the start: any later one counts as the child's
+    /// time (a Ctrl-C right after the start is never folded into "before").
+    fn spawn_piped(&self) -> Result<(Child, LimitSetting, Events), ProcessError> {
         let limit = self.resolve_limit(false)?;
         let mut cmd = self.build();
         let stdin = match &self.stdin_file {
@@ -337,18 +339,19 @@ impl Cmd {
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Ok((self.spawn(cmd, true)?, limit))
+        let seen = self.interrupt().events();
+        Ok((self.spawn(cmd, true)?, limit, seen))
     }
 
     /// Run with stdout and stderr captured; a non-zero exit is *not* an error here.
     pub fn output(&self) -> Result<Output, ProcessError> {
-        let (mut child, limit) = self.spawn_piped()?;
+        let (mut child, limit, seen) = self.spawn_piped()?;
         // Read both pipes on threads so a chatty child never blocks on a full pipe.
         let out_thread = drain(child.stdout.take());
         let err_thread = drain(child.stderr.take());
         // Done only when the pipes are closed too: a grandchild may still hold them.
         let pipes_closed = || out_thread.is_finished() && err_thread.is_finished();
-        let status = self.supervise(&mut child, false, limit, &pipes_closed)?;
+        let status = self.supervise(&mut child, seen, false, limit, &pipes_closed)?;
         let stdout = out_thread.join().unwrap_or_default();
         let stderr = err_thread.join().unwrap_or_default();
         Ok(Output {
@@ -365,7 +368,7 @@ impl Cmd {
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<ExitStatus, ProcessError> {
         use std::io::BufRead;
-        let (mut child, limit) = self.spawn_piped()?;
+        let (mut child, limit, seen) = self.spawn_piped()?;
         let (out, err) = (child.stdout.take(), child.stderr.take());
         std::thread::scope(|scope| {
             let lines = |pipe: Option<Box<dyn Read + Send>>| {
@@ -384,7 +387,7 @@ impl Cmd {
             let err_thread = lines(err.map(|p| Box::new(p) as Box<dyn Read + Send>));
             // Done only when the pipes are closed too: a grandchild may still hold them.
             let pipes_closed = || out_thread.is_finished() && err_thread.is_finished();
-            self.supervise(&mut child, false, limit, &pipes_closed)
+            self.supervise(&mut child, seen, false, limit, &pipes_closed)
         })
     }
 
@@ -419,9 +422,14 @@ impl Cmd {
                 cmd.stdout(Stdio::from(fd));
             }
         }
-        // An interactive child must stay in the terminal's foreground group.
+        // An interactive child must stay in the terminal's foreground group. Signals
+        // are counted from just before it starts: a Ctrl-C that reaches it before the
+        // first look is still the child's, not kinfra's.
+        let seen = self.interrupt().events();
         let mut child = self.spawn(cmd, !interactive)?;
-        self.supervise(&mut child, interactive, limit, &|| true)
+        #[cfg(test)]
+        tests::late_first_look();
+        self.supervise(&mut child, seen, interactive, limit, &|| true)
     }
 
     /// Like [`Cmd::status`] (non-interactive), but a non-zero exit is an error.
@@ -442,13 +450,13 @@ impl Cmd {
     fn supervise(
         &self,
         child: &mut Child,
+        mut seen: Events,
         interactive: bool,
         limit: Option<(Duration, Option<&'static str>)>,
         done: &dyn Fn() -> bool,
     ) -> Result<ExitStatus, ProcessError> {
         let interrupt = self.interrupt();
         let started = Instant::now();
-        let mut seen = interrupt.events();
         let mut exited = None;
         let mut pause = Duration::from_micros(250);
         loop {
@@ -973,6 +981,19 @@ mod tests {
         std::fs::write(dir.join("result"), format!("{result}\n")).unwrap();
     }
 
+    /// Set in a helper: kinfra looks at its child only this long after starting it, so a
+    /// Ctrl-C always arrives before the first look (the window a busy machine opens).
+    const LATE_FIRST_LOOK: &str = "KINFRA_TEST_LATE_FIRST_LOOK_MS";
+
+    pub(super) fn late_first_look() {
+        if let Some(ms) = std::env::var(LATE_FIRST_LOOK)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    }
+
     /// Run `signal_helper` in `mode`; once its child runs, send SIGINT to the helper
     /// (or, `to_group`, to the helper's process group, as a terminal's Ctrl-C does).
     fn run_helper(mode: &str, to_group: bool) -> (String, PathBuf, tempfile::TempDir) {
@@ -987,6 +1008,7 @@ mod tests {
             ])
             .env(HELPER_DIR, dir.path())
             .env(HELPER_MODE, mode)
+            .env(LATE_FIRST_LOOK, "300")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .process_group(0)
