@@ -881,7 +881,9 @@ fn a_layout_port_held_by_another_instance_stops_up() {
     let mut lab = Lab::project(&name, "layout");
     let compose = "services:\n  web:\n    image: kinfra-test/busybox:latest\n    ports:\n      - \"127.0.0.1:${WEB_PORT:-26080}:8080\"\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 600 & wait\"]\n";
     lab.commit("compose.yaml", compose);
-    let toml = "[ports.WEB_PORT]\nlocal_prod = 26000\nsandbox = 26001\nstride = 1\n";
+    // The automatic block is pinned: the one picked from the (per-process) project name
+    // could be 26000.., which these layout ports would fall in.
+    let toml = "[ports.WEB_PORT]\nlocal_prod = 26000\nsandbox = 26001\nstride = 1\n\n[auto_ports]\nbase = 30000\nper_slot = 10\n";
     lab.commit("kinfra.toml", toml);
     // Explicit slots: a busy port is then a clear error, not a silent other slot.
     let a = lab.create("a", Some(1));

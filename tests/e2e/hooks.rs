@@ -16,7 +16,9 @@ use crate::common::{Env, Run, canon, docker, exit};
 const COMPOSE: &str = "services:\n  web:\n    image: kinfra-test/busybox:latest\n    stop_grace_period: 1s\n    ports:\n      - \"127.0.0.1:${WEB_PORT:-26170}:8080\"\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 600 & wait\"]\n";
 
 /// Docker's own subnets: a derived layout's fixed ones are the same in every test HOME.
-const PORTS: &str = "[ports.WEB_PORT]\nlocal_prod = 26170\nsandbox = 26171\nstride = 1\n\n[networks]\nenabled = false\n";
+/// The automatic block is pinned: the one picked from a per-process project name could
+/// hold the layout's ports.
+const PORTS: &str = "[ports.WEB_PORT]\nlocal_prod = 26170\nsandbox = 26171\nstride = 1\n\n[auto_ports]\nbase = 30200\nper_slot = 10\n\n[networks]\nenabled = false\n";
 
 /// A repository with the compose file and a kinfra.toml of `PORTS` plus `hooks`.
 fn repo(case: &str, hooks: &str) -> Env {
