@@ -1033,7 +1033,7 @@ fn validate_auto_ports(ports: &PortMap, auto: AutoPorts, slots: u32) -> Result<(
         for p in ports.for_slot(slot).map_err(|e| e.to_string())? {
             if all.contains(&u32::from(p.port)) {
                 return Err(format!(
-                    "port {} (`{}` of slot {slot}) lies in the automatic ports {}..={}",
+                    "port {} (`{}` of slot {slot}) lies in the automatic ports {}..={}; move it, or set `[auto_ports] base` to a block clear of the layout",
                     p.port,
                     p.key,
                     all.start,
@@ -1169,6 +1169,26 @@ mod tests {
     fn type_errors_are_reported_with_the_line() {
         let err = with("[slots]\ncount = \"ten\"\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_layout_port_in_the_automatic_block_is_refused_and_a_pinned_block_cures_it() {
+        let layout = "[ports.WEB_PORT]\nlocal_prod = 26000\nsandbox = 26001\nstride = 1\n";
+        let err = with(&format!(
+            "{layout}[auto_ports]\nbase = 26000\nper_slot = 10\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("port 26000 (`WEB_PORT` of slot 0) lies in the automatic ports"),
+            "{err}"
+        );
+        assert!(err.contains("`[auto_ports] base`"), "{err}");
+        let c = with(&format!(
+            "{layout}[auto_ports]\nbase = 30000\nper_slot = 10\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auto_ports.block(1), 30_010..30_020);
     }
 
     #[test]
