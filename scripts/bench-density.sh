@@ -13,7 +13,7 @@
 # "Before" is the same binary reading Docker through the CLI, as the first version did
 # (`KINFRA_DOCKER_READS=cli`), measured in the same hyperfine run. (The first version's
 # own binary cannot read this benchmark's compose-based kinfra.toml.) With BASELINE=<rev>
-# the kinfra of that git revision runs beside it in the list and create + destroy runs.
+# the kinfra of that git revision runs beside it in the list, up and create + destroy runs.
 # Usage: [BASELINE=<rev>] scripts/bench-density.sh [RUNS]   (or scripts/bench.sh density [RUNS])
 # (needs Docker, hyperfine, python3)
 set -euo pipefail

@@ -97,9 +97,9 @@ fn repo_info_from_files(dir: &Path) -> Option<RepoInfo> {
         git_dir,
         common,
         linked_file,
+        config,
     } = Dirs::discover(dir)?;
     // A work tree configured elsewhere, or a bare repository: git knows best.
-    let config = std::fs::read_to_string(common.join("config")).unwrap_or_default();
     if config.contains("worktree") || config.contains("bare = true") {
         return None;
     }
@@ -505,6 +505,33 @@ fn non_empty_line(cmd: &Cmd, out: &str) -> Result<String, GitError> {
         });
     }
     Ok(line.to_string())
+}
+
+/// A checkout's `HEAD` (commit and branch) and its own git dir, read together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadState {
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    pub git_dir: PathBuf,
+}
+
+/// [`head_commit`], [`current_branch`] and [`absolute_git_dir`] in one look at the
+/// files (git answers when they cannot).
+pub fn head_state(dir: &Path) -> Result<HeadState, GitError> {
+    if let Some(dirs) = Dirs::discover(dir)
+        && let Some(head) = gitfiles::head(&dirs)
+    {
+        return Ok(HeadState {
+            commit: head.commit,
+            branch: head.branch,
+            git_dir: dirs.git_dir,
+        });
+    }
+    Ok(HeadState {
+        commit: head_commit(dir)?,
+        branch: current_branch(dir)?,
+        git_dir: absolute_git_dir(dir)?,
+    })
 }
 
 /// The branch `HEAD` is on, or `None` when it is detached.

@@ -21,7 +21,14 @@ const ENV_THAT_MOVES_GIT: [&str; 8] = [
     "GIT_REF_PARANOIA",
 ];
 
-/// Where one checkout's git state lives.
+/// Whether a variable that moves git or its config is set (then git is asked).
+fn env_moves_git() -> bool {
+    ENV_THAT_MOVES_GIT
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Where one checkout's git state lives, and the repository's config (read once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dirs {
     /// The checkout's top level (the directory holding `.git`).
@@ -33,16 +40,15 @@ pub struct Dirs {
     pub common: PathBuf,
     /// `.git` is a `gitdir:` file, not a directory.
     pub linked_file: bool,
+    /// The repository's config as text ("" when unreadable).
+    pub config: String,
 }
 
 impl Dirs {
     /// The checkout `dir` is in, found the way git finds it (walking up to the first
     /// `.git`), or `None` for anything but the plain layouts.
     pub fn discover(dir: &Path) -> Option<Dirs> {
-        if ENV_THAT_MOVES_GIT
-            .iter()
-            .any(|v| std::env::var_os(v).is_some())
-        {
+        if env_moves_git() {
             return None;
         }
         let start = std::fs::canonicalize(dir).ok()?;
@@ -58,10 +64,8 @@ impl Dirs {
         let (git_dir, linked_file) = if meta.is_dir() {
             (dot_git.clone(), false)
         } else if meta.is_file() {
-            (
-                std::fs::canonicalize(top.join(gitdir_link(&dot_git)?)).ok()?,
-                true,
-            )
+            let target = link_in(&dot_git, "gitdir: ")?;
+            (std::fs::canonicalize(top.join(target)).ok()?, true)
         } else {
             return None;
         };
@@ -76,23 +80,24 @@ impl Dirs {
             Err(e) if e.kind() == ErrorKind::NotFound => git_dir.clone(),
             Err(_) => return None,
         };
+        let config = std::fs::read_to_string(common.join("config")).unwrap_or_default();
         Some(Dirs {
             top: top.to_owned(),
             git_dir,
             common,
             linked_file,
+            config,
         })
     }
 
-    /// The repository's config, as text ("" when unreadable).
-    fn config(&self) -> String {
-        std::fs::read_to_string(self.common.join("config")).unwrap_or_default()
+    /// Whether the config says `key` (lowercase, as git compares keys) at all.
+    fn config_mentions(&self, key: &str) -> bool {
+        self.config.to_ascii_lowercase().contains(key)
     }
 
     /// Refs kept as files (not reftable), so that they can be read here.
     fn refs_are_files(&self) -> bool {
-        !self.common.join("reftable").exists()
-            && !self.config().to_ascii_lowercase().contains("refstorage")
+        !self.config_mentions("refstorage") && !self.common.join("reftable").exists()
     }
 
     /// Where a ref's loose file is: per-worktree refs in the checkout's own git dir,
@@ -111,12 +116,11 @@ impl Dirs {
     }
 }
 
-/// The target of a `gitdir: <path>` file (`.git` of a linked worktree).
-fn gitdir_link(file: &Path) -> Option<PathBuf> {
+/// The one path a link file holds after `prefix`: a linked worktree's `.git`
+/// (`gitdir: <path>`), or a repository's `worktrees/<name>/gitdir` (no prefix).
+fn link_in(file: &Path, prefix: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string(file).ok()?;
-    let target = text
-        .strip_prefix("gitdir: ")?
-        .trim_end_matches(['\n', '\r']);
+    let target = text.strip_prefix(prefix)?.trim_end_matches(['\n', '\r']);
     (!target.is_empty() && !target.contains('\n')).then(|| PathBuf::from(target))
 }
 
@@ -180,27 +184,25 @@ pub struct Head {
     pub branch: Option<String>,
     /// The commit, `None` on a branch without commits yet.
     pub commit: Option<String>,
-    /// `HEAD` names a ref outside `refs/heads/`.
-    pub other_symref: bool,
 }
 
 /// The checkout's `HEAD`, or `None` to ask git.
 pub fn head(dirs: &Dirs) -> Option<Head> {
     let text = std::fs::read_to_string(dirs.git_dir.join("HEAD")).ok()?;
     let value = text.trim_end_matches('\n');
-    let commit = resolve(dirs, "HEAD")?;
-    match value.strip_prefix("ref: ") {
-        Some(target) => Some(Head {
-            branch: target.strip_prefix("refs/heads/").map(str::to_string),
-            other_symref: !target.starts_with("refs/heads/"),
-            commit,
-        }),
-        None => Some(Head {
+    if is_object_id(value) {
+        return Some(Head {
             branch: None,
-            other_symref: false,
-            commit,
-        }),
+            commit: Some(value.to_string()),
+        });
     }
+    let target = value
+        .strip_prefix("ref: ")
+        .filter(|t| t.starts_with("refs/"))?;
+    Some(Head {
+        branch: target.strip_prefix("refs/heads/").map(str::to_string),
+        commit: resolve(dirs, target)?,
+    })
 }
 
 /// The refs that belong to a linked worktree alone (`refs/bisect/`, `refs/worktree/`,
@@ -254,8 +256,8 @@ pub fn index_has_hidden_flags(dirs: &Dirs) -> Option<bool> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
-    let config = dirs.config().to_ascii_lowercase();
-    let hash_len = if config.contains("sha256") { 32 } else { 20 };
+    let sha256 = dirs.config_mentions("objectformat") && dirs.config_mentions("sha256");
+    let hash_len = if sha256 { 32 } else { 20 };
     index_flags_in(&bytes, hash_len)
 }
 
@@ -330,31 +332,21 @@ fn index_flags_in(bytes: &[u8], hash_len: usize) -> Option<bool> {
 /// `main`, read both ways (its `.git` file names a git dir under `main`'s
 /// `worktrees/`, whose `gitdir` names it back): `Some(true)`, or `None` to ask git.
 pub fn is_linked_worktree_of(path: &Path, main: &Path) -> Option<bool> {
-    if ENV_THAT_MOVES_GIT
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-    {
+    if env_moves_git() {
         return None;
     }
     let dot_git = path.join(".git");
     if !std::fs::symlink_metadata(&dot_git).ok()?.is_file() {
         return None;
     }
-    let git_dir = std::fs::canonicalize(path.join(gitdir_link(&dot_git)?)).ok()?;
+    let git_dir = std::fs::canonicalize(path.join(link_in(&dot_git, "gitdir: ")?)).ok()?;
     let worktrees = std::fs::canonicalize(main.join(".git/worktrees")).ok()?;
     if git_dir.parent()? != worktrees {
         return None;
     }
-    let back = gitdir_link_plain(&git_dir.join("gitdir"))?;
+    let back = link_in(&git_dir.join("gitdir"), "")?;
     let back = std::fs::canonicalize(git_dir.join(back)).ok()?;
     (back == std::fs::canonicalize(&dot_git).ok()?).then_some(true)
-}
-
-/// A worktree's `gitdir` file: one path, no prefix.
-fn gitdir_link_plain(file: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let target = text.trim_end_matches(['\n', '\r']);
-    (!target.is_empty() && !target.contains('\n')).then(|| PathBuf::from(target))
 }
 
 /// Whether `name` is acceptable as a branch name: git's `check-ref-format --branch`

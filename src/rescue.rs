@@ -329,9 +329,11 @@ impl Stamp {
 
 /// Everything in `worktree` that removing it would lose.
 pub fn unsaved_work(worktree: &Path, opts: &WorkOptions) -> Result<UnsavedWork, RescueError> {
-    let head = git::head_commit(worktree)?;
-    let branch = git::current_branch(worktree)?;
-    let git_dir = git::absolute_git_dir(worktree)?;
+    let git::HeadState {
+        commit: head,
+        branch,
+        git_dir,
+    } = git::head_state(worktree)?;
     let operation = detect_operation(&git_dir);
     let mut tips: Vec<String> = head.iter().cloned().collect();
     tips.extend(operation_tips(&git_dir, operation));
@@ -769,9 +771,11 @@ pub fn save(
     now: &Stamp,
 ) -> Result<RescueRecord, RescueError> {
     let scratch = ScratchDir::new()?;
-    let git_dir = git::absolute_git_dir(worktree)?;
-    let head = git::head_commit(worktree)?;
-    let branch = git::current_branch(worktree)?;
+    let git::HeadState {
+        commit: head,
+        branch,
+        git_dir,
+    } = git::head_state(worktree)?;
     let operation = detect_operation(&git_dir);
     let head_parent: Vec<String> = head.iter().cloned().collect();
 

@@ -1166,15 +1166,7 @@ fn mark_if_free(
     command: &str,
     reporter: &dyn Reporter,
 ) -> Result<bool> {
-    let busy = crate::registry::load_with_state(&config.registry_paths())
-        .ok()
-        .and_then(|(_, state)| state.instance(id)?.operation.clone())
-        .is_some();
-    if busy {
-        return Ok(false);
-    }
-    mark(config, id, operation, command, reporter)?;
-    Ok(true)
+    record(config, id, operation, command, false, reporter)
 }
 
 /// Record that `operation` starts writing into `id`'s volumes; `command` redoes it.
@@ -1185,6 +1177,19 @@ pub fn mark(
     command: &str,
     reporter: &dyn Reporter,
 ) -> Result<()> {
+    record(config, id, operation, command, true, reporter).map(|_| ())
+}
+
+/// Record `operation` on `id` (over another one only with `replace`), in one update of
+/// the state: whether it was recorded.
+fn record(
+    config: &Config,
+    id: &str,
+    operation: &str,
+    command: &str,
+    replace: bool,
+    reporter: &dyn Reporter,
+) -> Result<bool> {
     let op = crate::state::Operation {
         name: operation.to_string(),
         started_at: crate::timefmt::now_iso(),
@@ -1193,15 +1198,19 @@ pub fn mark(
             ("command".to_string(), serde_json::json!(command)),
         ]),
     };
-    crate::registry::update_with_state(
+    let recorded = crate::registry::update_with_state(
         &config.registry_paths(),
         reporter,
-        |_, state| -> Result<()> {
-            state.instance_mut(id).operation = Some(op);
-            Ok(())
+        |_, state| -> Result<bool> {
+            let mine = state.instance_mut(id);
+            if mine.operation.is_some() && !replace {
+                return Ok(false);
+            }
+            mine.operation = Some(op);
+            Ok(true)
         },
     )?;
-    Ok(())
+    Ok(recorded.value)
 }
 
 /// The operation on `id` finished.

@@ -116,10 +116,15 @@ pub fn warn_interrupted(target: &Target) {
 /// [`warn_interrupted`] by configuration and instance id.
 pub fn warn_interrupted_at(config: &crate::config::Config, id: &str) {
     if let Some(i) = snapshot::interrupted(config, id) {
-        output::warn(&i.message());
-        if !i.running {
-            output::hint(&i.hint());
-        }
+        warn_about(&i);
+    }
+}
+
+/// What an unfinished data operation means, and what to run about it.
+pub fn warn_about(i: &snapshot::Interrupted) {
+    output::warn(&i.message());
+    if !i.running {
+        output::hint(&i.hint());
     }
 }
 

@@ -74,11 +74,11 @@ pub fn up(
     hooks: super::hooks::NoHooks,
 ) -> Result<u8> {
     let mut target = lifecycle::resolve(ctx, kind, sel)?;
-    // Services a killed snapshot left stopped: this `up` is what starts them.
-    let left_stopped = crate::snapshot::interrupted(&target.ctx.config, target.id())
-        .is_some_and(|i| i.operation == crate::snapshot::STOPPED_FOR_SNAPSHOT && !i.running);
-    if !left_stopped {
-        super::snapshot::warn_interrupted(&target);
+    // Not about services a killed snapshot left stopped: this `up` is what starts them.
+    if let Some(i) = crate::snapshot::interrupted(&target.ctx.config, target.id())
+        && (i.operation != crate::snapshot::STOPPED_FOR_SNAPSHOT || i.running)
+    {
+        super::snapshot::warn_about(&i);
     }
     let ctx = &target.ctx.clone();
     let reporter = output::Term::new();
