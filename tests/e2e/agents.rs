@@ -15,7 +15,7 @@ const SLOT_WAIT: u32 = 2;
 
 /// The example stack's API port of `slot` (examples/hello-stack/kinfra.toml).
 fn api_port(slot: u32) -> u16 {
-    47100 + 10 * slot as u16
+    19100 + 10 * slot as u16
 }
 
 #[test]

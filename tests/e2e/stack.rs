@@ -25,8 +25,8 @@ use crate::common::{Env, Run};
 
 pub(crate) const IMAGE: &str = "kinfra-test/busybox:latest";
 const LABEL: &str = "com.docker.compose.project";
-/// Slot n publishes 47100 + 10n .. +3 (API, DB, WORKER_1, WORKER_2); slot 0 is local-prod.
-const PORT_BASE: u16 = 47100;
+/// Slot n publishes 19100 + 10n .. +3 (API, DB, WORKER_1, WORKER_2); slot 0 is local-prod.
+const PORT_BASE: u16 = 19100;
 
 // Slots used below. 1..3 are left free for manual sessions on a developer machine.
 pub(crate) const SLOT_PAIR_A: u32 = 4;
